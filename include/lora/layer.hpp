@@ -1,0 +1,587 @@
+#pragma once
+/// \file layer.hpp
+/// \brief lora::Layer: a LoRA adapter over a caller-owned linear layer, in PEFT's layout.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <Eigen/Core>
+
+#include "lora/base_weight.hpp"
+#include "lora/error.hpp"
+#include "lora/init/initializer.hpp"
+#include "lora/init/peft_default.hpp"
+#include "lora/linalg/factored_svd.hpp"
+#include "lora/random.hpp"
+#include "lora/resize.hpp"
+#include "lora/scaling.hpp"
+
+namespace lora {
+
+/// Construction options of a Layer.
+struct LayerOptions {
+  Eigen::Index rank = 8;   ///< r >= 1 (may exceed min(out, in), as PEFT allows)
+  double alpha = 8.0;      ///< lora_alpha, positive and finite
+  ScalingMode scaling = ScalingMode::Standard;
+  std::uint64_t seed = 0;  ///< seeds the initializer (now and on every later grow)
+};
+
+/// Whether backward adds to the stored gradients (PyTorch's `.grad` semantics) or replaces them.
+enum class GradMode { Accumulate, Overwrite };
+
+/// \brief A LoRA layer: y = x W^T + b + s (x A^T) B^T, with A (r x in), B (out x r) and
+/// s = alpha/r (or alpha/sqrt(r) with rsLoRA), exactly as PEFT computes it.
+///
+/// The layer owns A, B, their gradients and its initializer; the base weight W and bias b belong
+/// to the caller and are used in place through bindBase(). Batches are N x in (rows are samples,
+/// as in PyTorch) and may be any Eigen expression, Map or Ref, row-major included.
+/// Optionally DoRA (Liu et al., "DoRA: Weight-Decomposed Low-Rank Adaptation", 2024; PEFT
+/// `use_dora`): with V = W + s B A and c = m / ||V||_row, y = c ⊙ (x W^T + s (x A^T) B^T) + b.
+///
+/// Every method that gets bad input throws lora::Error and leaves the layer as it was.
+///
+/// \code
+/// Eigen::MatrixXf W = Eigen::MatrixXf::Random(64, 32);          // caller's frozen weight
+/// lora::Layer<float> layer(64, 32, {.rank = 4, .alpha = 8, .seed = 1});
+/// layer.bindBase(W);
+/// Eigen::MatrixXf X = Eigen::MatrixXf::Random(10, 32), Y = layer.forward(X);
+/// layer.backward(X, Y);                                          // dL/dY = Y, for example
+/// auto report = layer.resize(2);                                 // best rank-2 delta
+/// \endcode
+template <typename Scalar_>
+class Layer {
+ public:
+  using Scalar = Scalar_;
+  using RealScalar = Scalar_;
+  using Index = Eigen::Index;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using RowMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Initializer = init::AnyInitializer<Scalar>;
+
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                "lora::Layer: Scalar must be float or double");
+
+  /// A fresh layer for an out x in base weight, factors drawn by \p initializer.
+  Layer(Index outFeatures, Index inFeatures, const LayerOptions& options,
+        Initializer initializer = init::PeftDefault{})
+      : m_out(outFeatures),
+        m_in(inFeatures),
+        m_alpha(options.alpha),
+        m_mode(options.scaling),
+        m_init(std::move(initializer)),
+        m_rng(options.seed) {
+    constexpr const char* where = "Layer::Layer";
+    if (outFeatures < 1 || inFeatures < 1)
+      detail::fail(where, "out and in features >= 1, got {}x{}", outFeatures, inFeatures);
+    checkRank(where, options.rank);
+    checkAlpha(where, options.alpha);
+    init::Factors<Scalar> f = m_init.initialize(request(options.rank, options.alpha), m_rng);
+    checkFinite(where, f.A, f.B);
+    m_A = std::move(f.A);
+    m_B = std::move(f.B);
+    zeroGrad();
+  }
+
+  /// A layer from existing factors A (r x in) and B (out x r).
+  template <typename DerivedA, typename DerivedB>
+  static Layer fromFactors(const Eigen::MatrixBase<DerivedA>& A, const Eigen::MatrixBase<DerivedB>& B,
+                           double alpha, ScalingMode scaling = ScalingMode::Standard,
+                           Initializer initializer = init::PeftDefault{}, std::uint64_t seed = 0) {
+    constexpr const char* where = "Layer::fromFactors";
+    checkShapes(where, A, B);
+    checkAlpha(where, alpha);
+    Layer layer(B.rows(), A.cols(), A.rows(), alpha, scaling, std::move(initializer), seed);
+    layer.m_A = A;
+    layer.m_B = B;
+    checkFinite(where, layer.m_A, layer.m_B);
+    layer.zeroGrad();
+    return layer;
+  }
+
+  // ---- the base layer ---------------------------------------------------------------------
+
+  /// Uses the caller's W (out x in) and optional bias (out) in place. The caller keeps them alive
+  /// while bound. Rebinding a merged layer is an error (the merge lives in the old W).
+  void bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias = {}) {
+    constexpr const char* where = "Layer::bindBase";
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    if (weight.empty()) detail::fail(where, "a weight view, got an empty one");
+    if (weight.rows() != m_out || weight.cols() != m_in)
+      detail::fail(where, "a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
+                   weight.rows(), weight.cols());
+    if (!bias.empty() && bias.size() != m_out)
+      detail::fail(where, "a bias of {} entries, got {}", m_out, bias.size());
+    m_base = weight;
+    m_bias = bias;
+  }
+  /// Forgets the base (an error while merged).
+  void unbindBase() {
+    if (m_merged) detail::fail("Layer::unbindBase", "an unmerged layer, got a merged one");
+    m_base = BaseWeight<Scalar>();
+    m_bias = BaseBias<Scalar>();
+  }
+  bool hasBase() const noexcept { return !m_base.empty(); }
+  const BaseWeight<Scalar>& base() const noexcept { return m_base; }
+
+  // ---- forward / backward -------------------------------------------------------------------
+
+  /// Y = X W^T + b + s (X A^T) B^T for X (N x in); Y (N x out) is resized if it can be, else it
+  /// must already have that shape. Merged: Y = X W^T + b. Needs a bound base.
+  template <typename DerivedX, typename DerivedY>
+  void forward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedY>& Yout) const {
+    constexpr const char* where = "Layer::forward";
+    requireBase(where);
+    checkInput(where, X);
+    DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
+    m_base.visit([&](const auto& W) {
+      Y.noalias() = X * W.transpose();
+      if (!m_merged) {
+        const Matrix T = scalingScalar() * (X * m_A.transpose());
+        Y.noalias() += T * m_B.transpose();
+        if (isDora()) Y.array().rowwise() *= doraScale(W).transpose().array();
+      }
+    });
+    addBias(Y);
+  }
+  /// \copydoc forward(const Eigen::MatrixBase<DerivedX>&, const Eigen::MatrixBase<DerivedY>&) const
+  template <typename DerivedX>
+  Matrix forward(const Eigen::MatrixBase<DerivedX>& X) const {
+    Matrix Y;
+    forward(X, Y);
+    return Y;
+  }
+
+  /// The adapter's own contribution s (X A^T) B^T (no base needed; not DoRA-scaled).
+  template <typename DerivedX>
+  Matrix adapterForward(const Eigen::MatrixBase<DerivedX>& X) const {
+    checkInput("Layer::adapterForward", X);
+    const Matrix T = scalingScalar() * (X * m_A.transpose());
+    return T * m_B.transpose();
+  }
+
+  /// Gradients of the loss with respect to A and B from the batch X (N x in) and dL/dY (N x out):
+  /// dL/dB = s dY^T (X A^T), dL/dA = s (dY B)^T X. They are added to gradA()/gradB()
+  /// (GradMode::Accumulate, like PyTorch's `.grad`) or replace them (GradMode::Overwrite).
+  /// Needs no base. Not available for DoRA layers.
+  template <typename DerivedX, typename DerivedG>
+  void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
+                GradMode mode = GradMode::Accumulate) {
+    Matrix G;
+    backwardImpl("Layer::backward", X, dY, mode, G);
+  }
+
+  /// As backward(X, dY, mode), and also writes dL/dX = dY W + s (dY B) A (N x in) into \p dX
+  /// (overwritten; resized if it can be). Needs a bound base; merged layers use dY W.
+  template <typename DerivedX, typename DerivedG, typename DerivedDX>
+  void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
+                const Eigen::MatrixBase<DerivedDX>& dXout, GradMode mode = GradMode::Accumulate) {
+    constexpr const char* where = "Layer::backward";
+    requireBase(where);
+    checkBackward(where, X, dY);
+    DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
+    Matrix G;  // dY B, shared by dA and dX
+    backwardImpl(where, X, dY, mode, G);
+    m_base.visit([&](const auto& W) { dX.noalias() = dY * W; });
+    if (!m_merged) {
+      G *= scalingScalar();
+      dX.noalias() += G * m_A;
+    }
+  }
+
+  const Matrix& gradA() const noexcept { return m_gradA; }
+  const Matrix& gradB() const noexcept { return m_gradB; }
+  /// Sets both gradients to zero.
+  void zeroGrad() {
+    m_gradA.setZero(rank(), m_in);
+    m_gradB.setZero(m_out, rank());
+  }
+
+  // ---- merge --------------------------------------------------------------------------------
+
+  /// W += s B A in the bound base weight (DoRA: W = c ⊙ (W + s B A)). Computed as one rank-r
+  /// update of W, without an out x in temporary unless the values are so large that overflow
+  /// must be checked entry by entry. Merging a merged layer is an error.
+  void merge() {
+    constexpr const char* where = "Layer::merge";
+    if (m_merged) detail::fail(where, "an unmerged layer, got one already merged");
+    requireWritableBase(where);
+    m_base.visitMutable([&](auto& W) {
+      Vector c;
+      if (isDora()) c = doraScale(W);
+      const Matrix sB = scalingScalar() * m_B;
+      if (!updateCannotOverflow(W, sB)) {
+        const Matrix delta = sB * m_A;
+        if (!(W + delta).allFinite())
+          detail::fail(where, "a merged weight with finite entries, got overflow to Inf");
+      }
+      W.noalias() += sB * m_A;
+      if (isDora()) W.array().colwise() *= c.array();
+      m_mergeScale = std::move(c);
+    });
+    m_merged = true;
+  }
+
+  /// Undoes merge(): W -= s B A (DoRA: W = W / c - s B A), up to rounding.
+  void unmerge() {
+    constexpr const char* where = "Layer::unmerge";
+    if (!m_merged) detail::fail(where, "a merged layer, got one not merged");
+    requireWritableBase(where);
+    m_base.visitMutable([&](auto& W) {
+      if (isDora()) W.array().colwise() /= m_mergeScale.array();
+      W.noalias() -= (scalingScalar() * m_B) * m_A;
+    });
+    m_mergeScale.resize(0);
+    m_merged = false;
+  }
+  bool isMerged() const noexcept { return m_merged; }
+
+  /// s B A, the only call that forms an out x in matrix.
+  Matrix deltaWeight() const { return (scalingScalar() * m_B) * m_A; }
+
+  // ---- rank -----------------------------------------------------------------------------------
+
+  /// Singular values of s B A from the factors (min(r, out, in) of them, decreasing).
+  Vector spectrum() const { return linalg::FactoredSVD<Scalar>(m_B, m_A, scalingScalar(), 0).singularValues(); }
+
+  /// Changes the rank to \p newRank.
+  /// - Shrink: s·B·A becomes its best rank-k approximation (Eckart–Young), from the factored SVD;
+  ///   σ is split per ResizeOptions::split. Directions with σ ≈ 0 keep a unit-norm row in A and a
+  ///   zero column in B, so the layer stays trainable as a fresh PEFT adapter does.
+  /// - Grow: s·B·A is unchanged; new rows of A come from the layer's initializer (drawn from
+  ///   its seeded stream), new columns of B are zero.
+  /// - Alpha bookkeeping per ResizeOptions::alpha. Gradients are reset to zero (they belong to
+  ///   the old coordinates). The report carries the spectrum and the change of basis.
+  ResizeReport<Scalar> resize(Index newRank, const ResizeOptions& options = {}) {
+    constexpr const char* where = "Layer::resize";
+    checkRank(where, newRank);
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    const Index r = rank();
+    ResizeReport<Scalar> report;
+    report.oldRank = r;
+    report.newRank = newRank;
+    report.oldAlpha = m_alpha;
+    report.oldScaling = scaling();
+    const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
+    report.newAlpha = keepScaling ? alphaFor(report.oldScaling, newRank, m_mode) : m_alpha;
+    report.newScaling = keepScaling ? report.oldScaling : scalingFor(m_alpha, newRank, m_mode);
+    if (newRank == r) {
+      report.transformA = Matrix::Identity(r, r);
+      report.transformB = Matrix::Identity(r, r);
+      return report;
+    }
+    Rng rng = m_rng;  // committed only on success
+    Matrix newA(newRank, m_in), newB(m_out, newRank);
+    if (newRank > r) {
+      const Scalar carry = keepScaling ? Scalar(1)
+                                       : static_cast<Scalar>(report.oldScaling / report.newScaling);
+      init::Factors<Scalar> fresh = m_init.initialize(request(newRank, report.newAlpha), rng);
+      newA.topRows(r) = m_A;
+      newA.bottomRows(newRank - r) = fresh.A.bottomRows(newRank - r);
+      newB.leftCols(r) = keepScaling ? m_B : Matrix(carry * m_B);
+      newB.rightCols(newRank - r).setZero();
+      report.transformA = Matrix::Identity(newRank, r);
+      report.transformB = carry * Matrix::Identity(r, newRank);
+    } else {
+      shrinkFactors(report, rng, options.split, newA, newB);
+    }
+    checkFinite(where, newA, newB);
+    // Commit (no throwing operation below).
+    m_A.swap(newA);
+    m_B.swap(newB);
+    m_alpha = report.newAlpha;
+    m_rng = rng;
+    zeroGrad();
+    return report;
+  }
+
+  // ---- parameters ---------------------------------------------------------------------------
+
+  Index rank() const noexcept { return m_A.rows(); }
+  Index inFeatures() const noexcept { return m_in; }
+  Index outFeatures() const noexcept { return m_out; }
+  double alpha() const noexcept { return m_alpha; }
+  ScalingMode scalingMode() const noexcept { return m_mode; }
+  /// s = alpha/r, or alpha/sqrt(r) with rsLoRA.
+  double scaling() const noexcept { return scalingFor(m_alpha, rank(), m_mode); }
+  /// Trainable parameters: r·(in + out), plus out for a DoRA magnitude.
+  Index parameterCount() const noexcept { return rank() * (m_in + m_out) + m_magnitude.size(); }
+  const Matrix& A() const noexcept { return m_A; }
+  const Matrix& B() const noexcept { return m_B; }
+  const std::string& initializerName() const noexcept { return m_init.name(); }
+
+  /// Replaces A (r x in) and B (out x r); r may change (alpha is kept, gradients reset).
+  template <typename DerivedA, typename DerivedB>
+  void setFactors(const Eigen::MatrixBase<DerivedA>& A, const Eigen::MatrixBase<DerivedB>& B) {
+    constexpr const char* where = "Layer::setFactors";
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    checkShapes(where, A, B);
+    if (A.cols() != m_in || B.rows() != m_out)
+      detail::fail(where, "A r x {} and B {} x r, got A {}x{} and B {}x{}", m_in, m_out, A.rows(),
+                   A.cols(), B.rows(), B.cols());
+    Matrix newA = A, newB = B;
+    checkFinite(where, newA, newB);
+    const bool sameRank = newA.rows() == rank();
+    m_A.swap(newA);
+    m_B.swap(newB);
+    if (!sameRank) zeroGrad();
+  }
+
+  /// A += dA and B += dB (an optimizer step); the result must be finite.
+  template <typename DerivedA, typename DerivedB>
+  void updateFactors(const Eigen::MatrixBase<DerivedA>& dA, const Eigen::MatrixBase<DerivedB>& dB) {
+    constexpr const char* where = "Layer::updateFactors";
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    if (dA.rows() != m_A.rows() || dA.cols() != m_A.cols() || dB.rows() != m_B.rows() ||
+        dB.cols() != m_B.cols())
+      detail::fail(where, "dA {}x{} and dB {}x{}, got dA {}x{} and dB {}x{}", m_A.rows(),
+                   m_A.cols(), m_B.rows(), m_B.cols(), dA.rows(), dA.cols(), dB.rows(), dB.cols());
+    Matrix newA = m_A + dA;
+    Matrix newB = m_B + dB;
+    checkFinite(where, newA, newB);
+    m_A.swap(newA);
+    m_B.swap(newB);
+  }
+
+  /// Sets alpha (positive, finite); the scaling follows.
+  void setAlpha(double alpha) {
+    if (m_merged) detail::fail("Layer::setAlpha", "an unmerged layer, got a merged one");
+    checkAlpha("Layer::setAlpha", alpha);
+    m_alpha = alpha;
+  }
+  void setScalingMode(ScalingMode mode) {
+    if (m_merged) detail::fail("Layer::setScalingMode", "an unmerged layer, got a merged one");
+    m_mode = mode;
+  }
+
+  // ---- DoRA -----------------------------------------------------------------------------------
+
+  bool isDora() const noexcept { return m_magnitude.size() != 0; }
+  /// The DoRA magnitude m (out entries; empty when DoRA is off).
+  const Vector& magnitude() const noexcept { return m_magnitude; }
+  /// Turns DoRA on with magnitude \p m (out finite entries).
+  template <typename Derived>
+  void setMagnitude(const Eigen::MatrixBase<Derived>& m) {
+    constexpr const char* where = "Layer::setMagnitude";
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one");
+    if (m.size() != m_out || (m.rows() != 1 && m.cols() != 1))
+      detail::fail(where, "a vector of {} entries, got {}x{}", m_out, m.rows(), m.cols());
+    Vector v = m;
+    if (!v.allFinite()) detail::fail(where, "finite magnitudes, got NaN or Inf");
+    m_magnitude.swap(v);
+  }
+  /// Turns DoRA on with PEFT's initial magnitude m = ||W + s B A||_row (needs a bound base).
+  void initDoraMagnitude() {
+    constexpr const char* where = "Layer::initDoraMagnitude";
+    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one");
+    requireBase(where);
+    m_magnitude = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  }
+  void disableDora() {
+    if (m_merged) detail::fail("Layer::disableDora", "an unmerged layer, got a merged one");
+    m_magnitude.resize(0);
+  }
+
+ private:
+  Layer(Index out, Index in, Index rank, double alpha, ScalingMode mode, Initializer init,
+        std::uint64_t seed)
+      : m_out(out), m_in(in), m_alpha(alpha), m_mode(mode), m_init(std::move(init)), m_rng(seed) {
+    m_A.resize(rank, in);
+    m_B.resize(out, rank);
+  }
+
+  Scalar scalingScalar() const noexcept { return static_cast<Scalar>(scaling()); }
+
+  init::Request<Scalar> request(Index rank, double alpha) const {
+    return init::Request<Scalar>{m_out, m_in, rank, alpha, m_mode};
+  }
+
+  static void checkRank(const char* where, Index rank) {
+    if (rank < 1) detail::fail(where, "a rank >= 1, got {}", rank);
+  }
+  static void checkAlpha(const char* where, double alpha) {
+    if (!(std::isfinite(alpha) && alpha > 0.0))
+      detail::fail(where, "alpha to be a positive finite number, got {}", alpha);
+  }
+  template <typename DerivedA, typename DerivedB>
+  static void checkShapes(const char* where, const Eigen::MatrixBase<DerivedA>& A,
+                          const Eigen::MatrixBase<DerivedB>& B) {
+    if (A.rows() < 1 || A.cols() < 1 || B.rows() < 1 || A.rows() != B.cols())
+      detail::fail(where, "A (r x in) and B (out x r) with the same r >= 1, got A {}x{} and B {}x{}",
+                   A.rows(), A.cols(), B.rows(), B.cols());
+  }
+  static void checkFinite(const char* where, const Matrix& A, const Matrix& B) {
+    if (!A.allFinite()) detail::fail(where, "finite entries in A, got NaN or Inf");
+    if (!B.allFinite()) detail::fail(where, "finite entries in B, got NaN or Inf");
+  }
+  void requireBase(const char* where) const {
+    if (m_base.empty()) detail::fail(where, "a bound base weight (call bindBase first), got none");
+  }
+  void requireWritableBase(const char* where) const {
+    requireBase(where);
+    if (!m_base.writable())
+      detail::fail(where, "a writable base weight, got a read-only view");
+  }
+  template <typename DerivedX>
+  void checkInput(const char* where, const Eigen::MatrixBase<DerivedX>& X) const {
+    if (X.cols() != m_in)
+      detail::fail(where, "X with {} columns (N x in), got {}x{}", m_in, X.rows(), X.cols());
+  }
+  template <typename DerivedX, typename DerivedG>
+  void checkGradOutput(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                       const Eigen::MatrixBase<DerivedG>& dY) const {
+    if (dY.rows() != X.rows() || dY.cols() != m_out)
+      detail::fail(where, "dY of {}x{} (N x out), got {}x{}", X.rows(), m_out, dY.rows(), dY.cols());
+  }
+
+  template <typename DerivedX, typename DerivedG>
+  void checkBackward(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                     const Eigen::MatrixBase<DerivedG>& dY) const {
+    checkInput(where, X);
+    checkGradOutput(where, X, dY);
+    if (isDora())
+      detail::fail(where, "a layer without DoRA (DoRA backward is not implemented), got a DoRA layer");
+  }
+
+  template <typename Derived>
+  static Derived& prepareOutput(const char* where, const Eigen::MatrixBase<Derived>& out,
+                                Index rows, Index cols) {
+    Derived& o = const_cast<Derived&>(out.derived());  // Eigen's idiom for output arguments
+    if (o.rows() == rows && o.cols() == cols) return o;
+    if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<Derived>, Derived>) {
+      o.resize(rows, cols);
+      return o;
+    } else {
+      detail::fail(where, "an output of {}x{}, got {}x{}", rows, cols, o.rows(), o.cols());
+    }
+  }
+
+  template <typename DerivedY>
+  void addBias(DerivedY& Y) const {
+    if (!m_bias.empty()) Y.rowwise() += m_bias.map().transpose();
+  }
+
+  template <typename DerivedX, typename DerivedG>
+  void backwardImpl(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                    const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G) {
+    checkBackward(where, X, dY);
+    const Scalar s = scalingScalar();
+    const Matrix T = X * m_A.transpose();  // N x r
+    G.noalias() = dY * m_B;                 // N x r
+    Matrix gB = s * (dY.transpose() * T);
+    Matrix gA = s * (G.transpose() * X);
+    if (mode == GradMode::Accumulate) {
+      gA += m_gradA;
+      gB += m_gradB;
+    }
+    if (!gA.allFinite() || !gB.allFinite())
+      detail::fail(where, "finite gradients, got NaN or Inf (check X and dY)");
+    m_gradA.swap(gA);
+    m_gradB.swap(gB);
+  }
+
+  /// True when |W| + |s B A| stays finite for sure: max|W| + max_i ||sB_i|| max_j ||A_j|| < max.
+  template <typename DerivedW>
+  bool updateCannotOverflow(const DerivedW& W, const Matrix& sB) const {
+    const double bound = static_cast<double>(W.cwiseAbs().maxCoeff()) +
+                         static_cast<double>(sB.rowwise().norm().maxCoeff()) *
+                             static_cast<double>(m_A.colwise().norm().maxCoeff());
+    return bound < 0.5 * static_cast<double>(std::numeric_limits<Scalar>::max());
+  }
+
+  /// ||W_i + s B_i A|| for every row i, from ||W_i||² + 2s B_i (A W_i^T) + s² B_i (A A^T) B_i^T:
+  /// r x out work, no out x in temporary.
+  template <typename DerivedW>
+  Vector rowNormsOfSum(const DerivedW& W) const {
+    const Scalar s = scalingScalar();
+    const Matrix P = m_A * W.transpose();         // r x out
+    const Matrix G = m_A * m_A.transpose();       // r x r
+    const Matrix BG = m_B * G;                    // out x r
+    Vector sq = W.rowwise().squaredNorm();
+    sq.array() += Scalar(2) * s * (m_B.array() * P.transpose().array()).rowwise().sum();
+    sq.array() += s * s * (BG.array() * m_B.array()).rowwise().sum();
+    return sq.cwiseMax(Scalar(0)).cwiseSqrt();
+  }
+
+  /// DoRA's c = m / ||W + s B A||_row.
+  template <typename DerivedW>
+  Vector doraScale(const DerivedW& W) const {
+    const Vector norms = rowNormsOfSum(W);
+    Vector c = m_magnitude.cwiseQuotient(norms);
+    if (!c.allFinite())
+      detail::fail("Layer::doraScale", "rows of W + sBA with non-zero norm, got a zero row");
+    return c;
+  }
+
+  void shrinkFactors(ResizeReport<Scalar>& report, Rng& rng, SigmaSplit split, Matrix& newA,
+                     Matrix& newB) const {
+    const Index r = rank();
+    const Index k = report.newRank;
+    const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+    const Vector& sigma = svd.singularValues();
+    const Index kept = std::min(k, sigma.size());
+    report.singularValues = sigma;
+    report.discarded = sigma.tail(sigma.size() - kept);
+    const double total = sigma.template cast<double>().squaredNorm();
+    report.retainedEnergy =
+        total > 0.0 ? sigma.head(kept).template cast<double>().squaredNorm() / total : 1.0;
+
+    // Split σ_i / s_new between the sides: A row i = dA_i v_i^T, B column i = dB_i u_i.
+    Vector dA(kept), dB(kept);
+    const double sNew = report.newScaling;
+    const double tiny = static_cast<double>(std::numeric_limits<Scalar>::epsilon()) *
+                        static_cast<double>(sigma.size() > 0 ? sigma(0) : Scalar(0));
+    for (Index i = 0; i < kept; ++i) {
+      const double value = static_cast<double>(sigma(i));
+      if (value <= tiny) {  // a null direction: unit row in A, zero column in B
+        dA(i) = Scalar(1);
+        dB(i) = Scalar(0);
+        continue;
+      }
+      const double c = value / sNew;
+      switch (split) {
+        case SigmaSplit::Balanced:
+          dA(i) = dB(i) = static_cast<Scalar>(std::sqrt(c));
+          break;
+        case SigmaSplit::IntoA:
+          dA(i) = static_cast<Scalar>(c);
+          dB(i) = Scalar(1);
+          break;
+        case SigmaSplit::IntoB:
+          dA(i) = Scalar(1);
+          dB(i) = static_cast<Scalar>(c);
+          break;
+      }
+    }
+    newA.topRows(kept) = dA.asDiagonal() * svd.matrixV().leftCols(kept).transpose();
+    newB.leftCols(kept) = svd.matrixU().leftCols(kept) * dB.asDiagonal();
+    report.transformA = Matrix::Zero(k, r);
+    report.transformB = Matrix::Zero(r, k);
+    report.transformA.topRows(kept) = dA.asDiagonal() * svd.coordinatesV().leftCols(kept).transpose();
+    report.transformB.leftCols(kept) = svd.coordinatesU().leftCols(kept) * dB.asDiagonal();
+    if (kept < k) {  // r > min(out, in) and k above the number of singular values
+      init::Factors<Scalar> fresh = m_init.initialize(request(k, report.newAlpha), rng);
+      newA.bottomRows(k - kept) = fresh.A.bottomRows(k - kept);
+      newB.rightCols(k - kept).setZero();
+    }
+  }
+
+  Index m_out = 0, m_in = 0;
+  Matrix m_A, m_B, m_gradA, m_gradB;
+  double m_alpha = 1.0;
+  ScalingMode m_mode = ScalingMode::Standard;
+  Initializer m_init;
+  Rng m_rng;
+  BaseWeight<Scalar> m_base;
+  BaseBias<Scalar> m_bias;
+  Vector m_magnitude;   // DoRA m; empty when DoRA is off
+  Vector m_mergeScale;  // DoRA c at merge time, to unmerge
+  bool m_merged = false;
+};
+
+}  // namespace lora

@@ -1,0 +1,183 @@
+#pragma once
+/// \file factored_svd.hpp
+/// \brief Truncated SVD of s·B·A computed from the factors, never forming the out x in product.
+
+#include <algorithm>
+#include <cmath>
+
+#include <Eigen/Core>
+#include <Eigen/QR>
+#include <Eigen/SVD>
+
+#include "lora/error.hpp"
+
+namespace lora::linalg {
+
+/// \brief SVD of the low-rank product s·B·A, with B (out x r) and A (r x in), from B and A alone.
+///
+/// With thin QR factorizations B = Q_B R_B and A^T = Q_A R_A, s·B·A = Q_B (s R_B R_A^T) Q_A^T,
+/// so the SVD of the small core s R_B R_A^T = U_c Σ V_c^T gives s·B·A = (Q_B U_c) Σ (Q_A V_c)^T.
+/// Cost O((out + in)·r² + r³) instead of O(out·in·min(out, in)) for a dense SVD of the product.
+/// B and A are normalized by their largest entry first, so tiny or huge scales neither underflow
+/// nor overflow inside the core. At most k = min(r, out, in) singular values exist; they are sorted
+/// in decreasing order, and U (out x k) and V (in x k) have orthonormal columns even where σ = 0
+/// (for example a fresh adapter with B = 0).
+///
+/// \code
+/// lora::linalg::FactoredSVD<float> svd(B, A, 2.0f);    // SVD of 2·B·A
+/// auto sigma = svd.singularValues();                    // k values, decreasing
+/// Eigen::MatrixXf U = svd.matrixU(), V = svd.matrixV();
+/// \endcode
+template <typename Scalar_>
+class FactoredSVD {
+ public:
+  using Scalar = Scalar_;
+  using RealScalar = Scalar_;
+  using Index = Eigen::Index;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  static_assert(std::is_floating_point_v<Scalar>,
+                "lora::linalg::FactoredSVD: Scalar must be a real floating-point type");
+
+  FactoredSVD() = default;
+
+  /// Computes the SVD of \p scale · \p B · \p A. \p options: Eigen::ComputeThinU and/or
+  /// Eigen::ComputeThinV (both by default); 0 computes singular values only.
+  template <typename DerivedB, typename DerivedA>
+  FactoredSVD(const Eigen::MatrixBase<DerivedB>& B, const Eigen::MatrixBase<DerivedA>& A,
+              Scalar scale = Scalar(1),
+              unsigned options = Eigen::ComputeThinU | Eigen::ComputeThinV) {
+    compute(B, A, scale, options);
+  }
+
+  /// \copydoc FactoredSVD(const Eigen::MatrixBase<DerivedB>&, const Eigen::MatrixBase<DerivedA>&, Scalar, unsigned)
+  template <typename DerivedB, typename DerivedA>
+  FactoredSVD& compute(const Eigen::MatrixBase<DerivedB>& B, const Eigen::MatrixBase<DerivedA>& A,
+                       Scalar scale = Scalar(1),
+                       unsigned options = Eigen::ComputeThinU | Eigen::ComputeThinV) {
+    constexpr const char* where = "FactoredSVD::compute";
+    if (B.cols() != A.rows())
+      detail::fail(where, "B (out x r) and A (r x in) with the same r, got B {}x{} and A {}x{}",
+                   B.rows(), B.cols(), A.rows(), A.cols());
+    if (B.cols() < 1 || B.rows() < 1 || A.cols() < 1)
+      detail::fail(where, "non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
+                   A.rows(), A.cols());
+    if (!std::isfinite(scale)) detail::fail(where, "a finite scale, got {}", scale);
+    if (!B.allFinite()) detail::fail(where, "finite entries in B, got NaN or Inf");
+    if (!A.allFinite()) detail::fail(where, "finite entries in A, got NaN or Inf");
+
+    const Index out = B.rows();
+    const Index in = A.cols();
+    const Index r = B.cols();
+    const Index pB = std::min(out, r);
+    const Index pA = std::min(in, r);
+    const Index k = std::min(pB, pA);
+
+    const RealScalar maxB = B.cwiseAbs().maxCoeff();
+    const RealScalar maxA = A.cwiseAbs().maxCoeff();
+    m_normB = maxB > RealScalar(0) ? maxB : RealScalar(1);
+    m_normA = maxA > RealScalar(0) ? maxA : RealScalar(1);
+
+    m_qrB.compute(B / m_normB);
+    m_qrA.compute(A.transpose() / m_normA);
+    m_rB = m_qrB.matrixQR().topRows(pB).template triangularView<Eigen::Upper>();
+    m_rA = m_qrA.matrixQR().topRows(pA).template triangularView<Eigen::Upper>();
+
+    const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
+    const Matrix core = m_rB * m_rA.transpose();  // pB x pA
+    Eigen::BDCSVD<Matrix> coreSvd(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0);
+    m_info = coreSvd.info();
+
+    // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
+    // product does not overflow when the final one would not.
+    m_singularValues = coreSvd.singularValues().head(k);
+    const RealScalar absScale = std::abs(scale);
+    m_singularValues *= m_normB;
+    m_singularValues *= m_normA;
+    m_singularValues *= absScale;
+
+    m_computedU = (options & Eigen::ComputeThinU) != 0;
+    m_computedV = (options & Eigen::ComputeThinV) != 0;
+    m_coreU = vectors ? Matrix(coreSvd.matrixU().leftCols(k)) : Matrix();
+    m_coreV = vectors ? Matrix(coreSvd.matrixV().leftCols(k)) : Matrix();
+    if (scale < Scalar(0)) m_coreU = -m_coreU;
+    if (m_computedU) {
+      m_matrixU = Matrix::Zero(out, k);
+      m_matrixU.topRows(pB) = m_coreU;
+      m_matrixU.applyOnTheLeft(m_qrB.householderQ());
+    } else {
+      m_matrixU.resize(0, 0);
+    }
+    if (m_computedV) {
+      m_matrixV = Matrix::Zero(in, k);
+      m_matrixV.topRows(pA) = m_coreV;
+      m_matrixV.applyOnTheLeft(m_qrA.householderQ());
+    } else {
+      m_matrixV.resize(0, 0);
+    }
+    m_rank = r;
+    m_initialized = true;
+    return *this;
+  }
+
+  /// The k = min(r, out, in) singular values, decreasing, all >= 0.
+  const Vector& singularValues() const {
+    requireComputed("FactoredSVD::singularValues");
+    return m_singularValues;
+  }
+  /// Left singular vectors, out x k, orthonormal columns (needs Eigen::ComputeThinU).
+  const Matrix& matrixU() const {
+    requireComputed("FactoredSVD::matrixU");
+    if (!m_computedU) detail::fail("FactoredSVD::matrixU", "a decomposition computed with Eigen::ComputeThinU, got one without U");
+    return m_matrixU;
+  }
+  /// Right singular vectors, in x k, orthonormal columns (needs Eigen::ComputeThinV).
+  const Matrix& matrixV() const {
+    requireComputed("FactoredSVD::matrixV");
+    if (!m_computedV) detail::fail("FactoredSVD::matrixV", "a decomposition computed with Eigen::ComputeThinV, got one without V");
+    return m_matrixV;
+  }
+
+  /// r x k matrix C_U with U = B · C_U: the left singular vectors in the coordinates of B's
+  /// columns (exact when B has full column rank, least squares otherwise). Lets an optimizer carry
+  /// per-coordinate state into the singular basis. Needs singular vectors.
+  Matrix coordinatesU() const { return coordinates("FactoredSVD::coordinatesU", m_rB, m_coreU, m_normB); }
+  /// r x k matrix C_V with V = A^T · C_V (same conditions as coordinatesU()).
+  Matrix coordinatesV() const { return coordinates("FactoredSVD::coordinatesV", m_rA, m_coreV, m_normA); }
+
+  /// Number of singular values, min(r, out, in).
+  Index size() const { return m_singularValues.size(); }
+  /// The factors' inner dimension r.
+  Index factorRank() const { return m_rank; }
+  /// Eigen::Success, or Eigen::NoConvergence if the core SVD did not converge.
+  Eigen::ComputationInfo info() const {
+    requireComputed("FactoredSVD::info");
+    return m_info;
+  }
+
+ private:
+  void requireComputed(const char* where) const {
+    if (!m_initialized) detail::fail(where, "a computed decomposition, got one never computed");
+  }
+  Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
+                     RealScalar norm) const {
+    requireComputed(where);
+    if (coreVectors.size() == 0)
+      detail::fail(where, "a decomposition computed with singular vectors, got values only");
+    Eigen::CompleteOrthogonalDecomposition<Matrix> cod(R);  // R is p x r, its pseudo-inverse r x p
+    Matrix c = cod.pseudoInverse() * coreVectors;
+    c /= norm;
+    return c;
+  }
+
+  Eigen::HouseholderQR<Matrix> m_qrB, m_qrA;
+  Matrix m_rB, m_rA, m_coreU, m_coreV, m_matrixU, m_matrixV;
+  Vector m_singularValues;
+  RealScalar m_normB = 1, m_normA = 1;
+  Index m_rank = 0;
+  Eigen::ComputationInfo m_info = Eigen::Success;
+  bool m_computedU = false, m_computedV = false, m_initialized = false;
+};
+
+}  // namespace lora::linalg
