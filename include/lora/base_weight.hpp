@@ -90,11 +90,13 @@ class BaseWeight {
       : m_data(data), m_rows(out), m_cols(in), m_layout(layout), m_writable(writable) {
     const Index dense = layout == Layout::RowMajor ? in : out;
     m_outerStride = outerStride < 0 ? dense : outerStride;
-    if (data == nullptr) detail::fail("BaseWeight::BaseWeight", "a non-null data pointer, got null");
+    if (data == nullptr)
+      detail::fail("BaseWeight::BaseWeight", "expected a non-null data pointer, got null");
     if (out < 1 || in < 1)
-      detail::fail("BaseWeight::BaseWeight", "a non-empty weight, got {}x{}", out, in);
+      detail::fail("BaseWeight::BaseWeight", "expected a non-empty weight, got {}x{}", out, in);
     if (m_outerStride < dense)
-      detail::fail("BaseWeight::BaseWeight", "an outer stride >= {}, got {}", dense, m_outerStride);
+      detail::fail("BaseWeight::BaseWeight", "expected an outer stride >= {}, got {}", dense,
+                   m_outerStride);
   }
 
   template <typename Derived>
@@ -103,7 +105,8 @@ class BaseWeight {
                   "lora::BaseWeight: the weight must be an Eigen object with direct memory access "
                   "(Matrix, Map or Block), not an expression");
     if (w.innerStride() != 1)
-      detail::fail("BaseWeight::BaseWeight", "a unit inner stride, got {}", w.innerStride());
+      detail::fail("BaseWeight::BaseWeight", "expected a unit inner stride, got {}",
+                   w.innerStride());
     const Layout layout = Derived::IsRowMajor ? Layout::RowMajor : Layout::ColMajor;
     return BaseWeight(const_cast<Scalar*>(w.data()), w.rows(), w.cols(), layout, w.outerStride(),
                       writable);
@@ -120,7 +123,8 @@ template <typename Scalar>
 class BaseBias {
  public:
   using Index = Eigen::Index;
-  using ConstMap = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<>>;
+  using ConstMap =
+      Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<>>;
 
   BaseBias() = default;
   template <typename Derived>
@@ -129,7 +133,8 @@ class BaseBias {
     static_assert(bool(Derived::Flags & Eigen::DirectAccessBit),
                   "lora::BaseBias: the bias must be an Eigen object with direct memory access");
     if (b.rows() != 1 && b.cols() != 1)
-      detail::fail("BaseBias::BaseBias", "a vector, got a {}x{} matrix", b.rows(), b.cols());
+      detail::fail("BaseBias::BaseBias", "expected a vector, got a {}x{} matrix", b.rows(),
+                   b.cols());
   }
   template <typename Derived>
   BaseBias(Eigen::DenseBase<Derived>&& b) = delete;

@@ -23,7 +23,8 @@ class Error : public std::runtime_error {
 
 namespace detail {
 
-/// \brief Throws lora::Error with the message `where(): expected <expected>, got <got>`.
+/// \brief Throws lora::Error with the message `where(): <message>`; by convention the message
+/// reads "expected <what was expected>, got <what came>".
 template <typename... Args>
 [[noreturn]] void fail(std::string_view where, fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format("{}(): {}", where, fmt::format(format, std::forward<Args>(args)...)));

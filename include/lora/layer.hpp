@@ -25,8 +25,8 @@ namespace lora {
 
 /// Construction options of a Layer.
 struct LayerOptions {
-  Eigen::Index rank = 8;   ///< r >= 1 (may exceed min(out, in), as PEFT allows)
-  double alpha = 8.0;      ///< lora_alpha, positive and finite
+  Eigen::Index rank = 8;  ///< r >= 1 (may exceed min(out, in), as PEFT allows)
+  double alpha = 8.0;     ///< lora_alpha, positive and finite
   ScalingMode scaling = ScalingMode::Standard;
   std::uint64_t seed = 0;  ///< seeds the initializer (now and on every later grow)
 };
@@ -78,7 +78,7 @@ class Layer {
         m_rng(options.seed) {
     constexpr const char* where = "Layer::Layer";
     if (outFeatures < 1 || inFeatures < 1)
-      detail::fail(where, "out and in features >= 1, got {}x{}", outFeatures, inFeatures);
+      detail::fail(where, "expected out and in features >= 1, got {}x{}", outFeatures, inFeatures);
     checkRank(where, options.rank);
     checkAlpha(where, options.alpha);
     init::Factors<Scalar> f = m_init.initialize(request(options.rank, options.alpha), m_rng);
@@ -90,8 +90,9 @@ class Layer {
 
   /// A layer from existing factors A (r x in) and B (out x r).
   template <typename DerivedA, typename DerivedB>
-  static Layer fromFactors(const Eigen::MatrixBase<DerivedA>& A, const Eigen::MatrixBase<DerivedB>& B,
-                           double alpha, ScalingMode scaling = ScalingMode::Standard,
+  static Layer fromFactors(const Eigen::MatrixBase<DerivedA>& A,
+                           const Eigen::MatrixBase<DerivedB>& B, double alpha,
+                           ScalingMode scaling = ScalingMode::Standard,
                            Initializer initializer = init::PeftDefault{}, std::uint64_t seed = 0) {
     constexpr const char* where = "Layer::fromFactors";
     checkShapes(where, A, B);
@@ -110,19 +111,20 @@ class Layer {
   /// while bound. Rebinding a merged layer is an error (the merge lives in the old W).
   void bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias = {}) {
     constexpr const char* where = "Layer::bindBase";
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
-    if (weight.empty()) detail::fail(where, "a weight view, got an empty one");
+    if (m_merged)
+      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+    if (weight.empty()) detail::fail(where, "expected a weight view, got an empty one");
     if (weight.rows() != m_out || weight.cols() != m_in)
-      detail::fail(where, "a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
+      detail::fail(where, "expected a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
                    weight.rows(), weight.cols());
     if (!bias.empty() && bias.size() != m_out)
-      detail::fail(where, "a bias of {} entries, got {}", m_out, bias.size());
+      detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
     m_base = weight;
     m_bias = bias;
   }
   /// Forgets the base (an error while merged).
   void unbindBase() {
-    if (m_merged) detail::fail("Layer::unbindBase", "an unmerged layer, got a merged one");
+    if (m_merged) detail::fail("Layer::unbindBase", "expected an unmerged layer, got a merged one");
     m_base = BaseWeight<Scalar>();
     m_bias = BaseBias<Scalar>();
   }
@@ -134,7 +136,8 @@ class Layer {
   /// Y = X W^T + b + s (X A^T) B^T for X (N x in); Y (N x out) is resized if it can be, else it
   /// must already have that shape. Merged: Y = X W^T + b. Needs a bound base.
   template <typename DerivedX, typename DerivedY>
-  void forward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedY>& Yout) const {
+  void forward(const Eigen::MatrixBase<DerivedX>& X,
+               const Eigen::MatrixBase<DerivedY>& Yout) const {
     constexpr const char* where = "Layer::forward";
     requireBase(where);
     checkInput(where, X);
@@ -209,7 +212,7 @@ class Layer {
   /// must be checked entry by entry. Merging a merged layer is an error.
   void merge() {
     constexpr const char* where = "Layer::merge";
-    if (m_merged) detail::fail(where, "an unmerged layer, got one already merged");
+    if (m_merged) detail::fail(where, "expected an unmerged layer, got one already merged");
     requireWritableBase(where);
     m_base.visitMutable([&](auto& W) {
       Vector c;
@@ -218,7 +221,7 @@ class Layer {
       if (!updateCannotOverflow(W, sB)) {
         const Matrix delta = sB * m_A;
         if (!(W + delta).allFinite())
-          detail::fail(where, "a merged weight with finite entries, got overflow to Inf");
+          detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
       }
       W.noalias() += sB * m_A;
       if (isDora()) W.array().colwise() *= c.array();
@@ -230,7 +233,7 @@ class Layer {
   /// Undoes merge(): W -= s B A (DoRA: W = W / c - s B A), up to rounding.
   void unmerge() {
     constexpr const char* where = "Layer::unmerge";
-    if (!m_merged) detail::fail(where, "a merged layer, got one not merged");
+    if (!m_merged) detail::fail(where, "expected a merged layer, got one not merged");
     requireWritableBase(where);
     m_base.visitMutable([&](auto& W) {
       if (isDora()) W.array().colwise() /= m_mergeScale.array();
@@ -247,7 +250,9 @@ class Layer {
   // ---- rank -----------------------------------------------------------------------------------
 
   /// Singular values of s B A from the factors (min(r, out, in) of them, decreasing).
-  Vector spectrum() const { return linalg::FactoredSVD<Scalar>(m_B, m_A, scalingScalar(), 0).singularValues(); }
+  Vector spectrum() const {
+    return linalg::FactoredSVD<Scalar>(m_B, m_A, scalingScalar(), 0).singularValues();
+  }
 
   /// Changes the rank to \p newRank.
   /// - Shrink: s·B·A becomes its best rank-k approximation (Eckart–Young), from the factored SVD;
@@ -260,7 +265,8 @@ class Layer {
   ResizeReport<Scalar> resize(Index newRank, const ResizeOptions& options = {}) {
     constexpr const char* where = "Layer::resize";
     checkRank(where, newRank);
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    if (m_merged)
+      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     const Index r = rank();
     ResizeReport<Scalar> report;
     report.oldRank = r;
@@ -278,8 +284,8 @@ class Layer {
     Rng rng = m_rng;  // committed only on success
     Matrix newA(newRank, m_in), newB(m_out, newRank);
     if (newRank > r) {
-      const Scalar carry = keepScaling ? Scalar(1)
-                                       : static_cast<Scalar>(report.oldScaling / report.newScaling);
+      const Scalar carry =
+          keepScaling ? Scalar(1) : static_cast<Scalar>(report.oldScaling / report.newScaling);
       init::Factors<Scalar> fresh = m_init.initialize(request(newRank, report.newAlpha), rng);
       newA.topRows(r) = m_A;
       newA.bottomRows(newRank - r) = fresh.A.bottomRows(newRank - r);
@@ -319,11 +325,12 @@ class Layer {
   template <typename DerivedA, typename DerivedB>
   void setFactors(const Eigen::MatrixBase<DerivedA>& A, const Eigen::MatrixBase<DerivedB>& B) {
     constexpr const char* where = "Layer::setFactors";
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    if (m_merged)
+      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     checkShapes(where, A, B);
     if (A.cols() != m_in || B.rows() != m_out)
-      detail::fail(where, "A r x {} and B {} x r, got A {}x{} and B {}x{}", m_in, m_out, A.rows(),
-                   A.cols(), B.rows(), B.cols());
+      detail::fail(where, "expected A r x {} and B {} x r, got A {}x{} and B {}x{}", m_in, m_out,
+                   A.rows(), A.cols(), B.rows(), B.cols());
     Matrix newA = A, newB = B;
     checkFinite(where, newA, newB);
     const bool sameRank = newA.rows() == rank();
@@ -336,10 +343,11 @@ class Layer {
   template <typename DerivedA, typename DerivedB>
   void updateFactors(const Eigen::MatrixBase<DerivedA>& dA, const Eigen::MatrixBase<DerivedB>& dB) {
     constexpr const char* where = "Layer::updateFactors";
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one (unmerge first)");
+    if (m_merged)
+      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     if (dA.rows() != m_A.rows() || dA.cols() != m_A.cols() || dB.rows() != m_B.rows() ||
         dB.cols() != m_B.cols())
-      detail::fail(where, "dA {}x{} and dB {}x{}, got dA {}x{} and dB {}x{}", m_A.rows(),
+      detail::fail(where, "expected dA {}x{} and dB {}x{}, got dA {}x{} and dB {}x{}", m_A.rows(),
                    m_A.cols(), m_B.rows(), m_B.cols(), dA.rows(), dA.cols(), dB.rows(), dB.cols());
     Matrix newA = m_A + dA;
     Matrix newB = m_B + dB;
@@ -350,12 +358,13 @@ class Layer {
 
   /// Sets alpha (positive, finite); the scaling follows.
   void setAlpha(double alpha) {
-    if (m_merged) detail::fail("Layer::setAlpha", "an unmerged layer, got a merged one");
+    if (m_merged) detail::fail("Layer::setAlpha", "expected an unmerged layer, got a merged one");
     checkAlpha("Layer::setAlpha", alpha);
     m_alpha = alpha;
   }
   void setScalingMode(ScalingMode mode) {
-    if (m_merged) detail::fail("Layer::setScalingMode", "an unmerged layer, got a merged one");
+    if (m_merged)
+      detail::fail("Layer::setScalingMode", "expected an unmerged layer, got a merged one");
     m_mode = mode;
   }
 
@@ -368,22 +377,23 @@ class Layer {
   template <typename Derived>
   void setMagnitude(const Eigen::MatrixBase<Derived>& m) {
     constexpr const char* where = "Layer::setMagnitude";
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one");
+    if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
     if (m.size() != m_out || (m.rows() != 1 && m.cols() != 1))
-      detail::fail(where, "a vector of {} entries, got {}x{}", m_out, m.rows(), m.cols());
+      detail::fail(where, "expected a vector of {} entries, got {}x{}", m_out, m.rows(), m.cols());
     Vector v = m;
-    if (!v.allFinite()) detail::fail(where, "finite magnitudes, got NaN or Inf");
+    if (!v.allFinite()) detail::fail(where, "expected finite magnitudes, got NaN or Inf");
     m_magnitude.swap(v);
   }
   /// Turns DoRA on with PEFT's initial magnitude m = ||W + s B A||_row (needs a bound base).
   void initDoraMagnitude() {
     constexpr const char* where = "Layer::initDoraMagnitude";
-    if (m_merged) detail::fail(where, "an unmerged layer, got a merged one");
+    if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
     requireBase(where);
     m_magnitude = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
   }
   void disableDora() {
-    if (m_merged) detail::fail("Layer::disableDora", "an unmerged layer, got a merged one");
+    if (m_merged)
+      detail::fail("Layer::disableDora", "expected an unmerged layer, got a merged one");
     m_magnitude.resize(0);
   }
 
@@ -402,41 +412,46 @@ class Layer {
   }
 
   static void checkRank(const char* where, Index rank) {
-    if (rank < 1) detail::fail(where, "a rank >= 1, got {}", rank);
+    if (rank < 1) detail::fail(where, "expected a rank >= 1, got {}", rank);
   }
   static void checkAlpha(const char* where, double alpha) {
     if (!(std::isfinite(alpha) && alpha > 0.0))
-      detail::fail(where, "alpha to be a positive finite number, got {}", alpha);
+      detail::fail(where, "expected alpha to be a positive finite number, got {}", alpha);
   }
   template <typename DerivedA, typename DerivedB>
   static void checkShapes(const char* where, const Eigen::MatrixBase<DerivedA>& A,
                           const Eigen::MatrixBase<DerivedB>& B) {
     if (A.rows() < 1 || A.cols() < 1 || B.rows() < 1 || A.rows() != B.cols())
-      detail::fail(where, "A (r x in) and B (out x r) with the same r >= 1, got A {}x{} and B {}x{}",
-                   A.rows(), A.cols(), B.rows(), B.cols());
+      detail::fail(
+          where,
+          "expected A (r x in) and B (out x r) with the same r >= 1, got A {}x{} and B {}x{}",
+          A.rows(), A.cols(), B.rows(), B.cols());
   }
   static void checkFinite(const char* where, const Matrix& A, const Matrix& B) {
-    if (!A.allFinite()) detail::fail(where, "finite entries in A, got NaN or Inf");
-    if (!B.allFinite()) detail::fail(where, "finite entries in B, got NaN or Inf");
+    if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
+    if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
   }
   void requireBase(const char* where) const {
-    if (m_base.empty()) detail::fail(where, "a bound base weight (call bindBase first), got none");
+    if (m_base.empty())
+      detail::fail(where, "expected a bound base weight (call bindBase first), got none");
   }
   void requireWritableBase(const char* where) const {
     requireBase(where);
     if (!m_base.writable())
-      detail::fail(where, "a writable base weight, got a read-only view");
+      detail::fail(where, "expected a writable base weight, got a read-only view");
   }
   template <typename DerivedX>
   void checkInput(const char* where, const Eigen::MatrixBase<DerivedX>& X) const {
     if (X.cols() != m_in)
-      detail::fail(where, "X with {} columns (N x in), got {}x{}", m_in, X.rows(), X.cols());
+      detail::fail(where, "expected X with {} columns (N x in), got {}x{}", m_in, X.rows(),
+                   X.cols());
   }
   template <typename DerivedX, typename DerivedG>
   void checkGradOutput(const char* where, const Eigen::MatrixBase<DerivedX>& X,
                        const Eigen::MatrixBase<DerivedG>& dY) const {
     if (dY.rows() != X.rows() || dY.cols() != m_out)
-      detail::fail(where, "dY of {}x{} (N x out), got {}x{}", X.rows(), m_out, dY.rows(), dY.cols());
+      detail::fail(where, "expected dY of {}x{} (N x out), got {}x{}", X.rows(), m_out, dY.rows(),
+                   dY.cols());
   }
 
   template <typename DerivedX, typename DerivedG>
@@ -445,7 +460,9 @@ class Layer {
     checkInput(where, X);
     checkGradOutput(where, X, dY);
     if (isDora())
-      detail::fail(where, "a layer without DoRA (DoRA backward is not implemented), got a DoRA layer");
+      detail::fail(
+          where,
+          "expected a layer without DoRA (DoRA backward is not implemented), got a DoRA layer");
   }
 
   template <typename Derived>
@@ -457,7 +474,7 @@ class Layer {
       o.resize(rows, cols);
       return o;
     } else {
-      detail::fail(where, "an output of {}x{}, got {}x{}", rows, cols, o.rows(), o.cols());
+      detail::fail(where, "expected an output of {}x{}, got {}x{}", rows, cols, o.rows(), o.cols());
     }
   }
 
@@ -472,7 +489,7 @@ class Layer {
     checkBackward(where, X, dY);
     const Scalar s = scalingScalar();
     const Matrix T = X * m_A.transpose();  // N x r
-    G.noalias() = dY * m_B;                 // N x r
+    G.noalias() = dY * m_B;                // N x r
     Matrix gB = s * (dY.transpose() * T);
     Matrix gA = s * (G.transpose() * X);
     if (mode == GradMode::Accumulate) {
@@ -480,7 +497,7 @@ class Layer {
       gB += m_gradB;
     }
     if (!gA.allFinite() || !gB.allFinite())
-      detail::fail(where, "finite gradients, got NaN or Inf (check X and dY)");
+      detail::fail(where, "expected finite gradients, got NaN or Inf (check X and dY)");
     m_gradA.swap(gA);
     m_gradB.swap(gB);
   }
@@ -499,9 +516,9 @@ class Layer {
   template <typename DerivedW>
   Vector rowNormsOfSum(const DerivedW& W) const {
     const Scalar s = scalingScalar();
-    const Matrix P = m_A * W.transpose();         // r x out
-    const Matrix G = m_A * m_A.transpose();       // r x r
-    const Matrix BG = m_B * G;                    // out x r
+    const Matrix P = m_A * W.transpose();    // r x out
+    const Matrix G = m_A * m_A.transpose();  // r x r
+    const Matrix BG = m_B * G;               // out x r
     Vector sq = W.rowwise().squaredNorm();
     sq.array() += Scalar(2) * s * (m_B.array() * P.transpose().array()).rowwise().sum();
     sq.array() += s * s * (BG.array() * m_B.array()).rowwise().sum();
@@ -514,7 +531,8 @@ class Layer {
     const Vector norms = rowNormsOfSum(W);
     Vector c = m_magnitude.cwiseQuotient(norms);
     if (!c.allFinite())
-      detail::fail("Layer::doraScale", "rows of W + sBA with non-zero norm, got a zero row");
+      detail::fail("Layer::doraScale",
+                   "expected rows of W + sBA with non-zero norm, got a zero row");
     return c;
   }
 
@@ -562,7 +580,8 @@ class Layer {
     newB.leftCols(kept) = svd.matrixU().leftCols(kept) * dB.asDiagonal();
     report.transformA = Matrix::Zero(k, r);
     report.transformB = Matrix::Zero(r, k);
-    report.transformA.topRows(kept) = dA.asDiagonal() * svd.coordinatesV().leftCols(kept).transpose();
+    report.transformA.topRows(kept) =
+        dA.asDiagonal() * svd.coordinatesV().leftCols(kept).transpose();
     report.transformB.leftCols(kept) = svd.coordinatesU().leftCols(kept) * dB.asDiagonal();
     if (kept < k) {  // r > min(out, in) and k above the number of singular values
       init::Factors<Scalar> fresh = m_init.initialize(request(k, report.newAlpha), rng);

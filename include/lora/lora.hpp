@@ -7,6 +7,7 @@
 #include "lora/init/init.hpp"
 #include "lora/layer.hpp"
 #include "lora/linalg/factored_svd.hpp"
+#include "lora/linalg/spectrum.hpp"
 #include "lora/random.hpp"
 #include "lora/resize.hpp"
 #include "lora/scaling.hpp"

@@ -129,7 +129,8 @@ template <typename Derived>
 void fillNormal(Eigen::DenseBase<Derived>& m, Rng& rng, double mean, double stddev) {
   using Scalar = typename Derived::Scalar;
   for (Eigen::Index i = 0; i < m.rows(); ++i)
-    for (Eigen::Index j = 0; j < m.cols(); ++j) m(i, j) = static_cast<Scalar>(rng.normal(mean, stddev));
+    for (Eigen::Index j = 0; j < m.cols(); ++j)
+      m(i, j) = static_cast<Scalar>(rng.normal(mean, stddev));
 }
 
 }  // namespace lora

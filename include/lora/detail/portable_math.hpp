@@ -24,8 +24,9 @@ namespace lora::detail {
 /// odd series (|t| < 0.172, 13 terms reach double precision).
 LORA_NO_FP_CONTRACT_FN inline double portableLog(double x) {
   LORA_NO_FP_CONTRACT_BODY
-  if (!(x > 0.0)) return x == 0.0 ? -std::numeric_limits<double>::infinity()
-                                  : std::numeric_limits<double>::quiet_NaN();
+  if (!(x > 0.0))
+    return x == 0.0 ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::quiet_NaN();
   if (x == std::numeric_limits<double>::infinity()) return x;
   int e = 0;
   double m = std::frexp(x, &e);  // m in [0.5, 1)

@@ -40,12 +40,11 @@ struct Factors {
 ///
 /// Policies are small value types: cheap to copy, holding their parameters, owning no layer.
 template <typename P, typename Scalar>
-concept Initializer =
-    std::copy_constructible<P> &&
+concept Initializer = std::copy_constructible<P> &&
     requires(const P& policy, const Request<Scalar>& request, Rng& rng) {
-      { policy.initialize(request, rng) } -> std::same_as<Factors<Scalar>>;
-      { P::name() } -> std::convertible_to<std::string>;
-    };
+  { policy.initialize(request, rng) } -> std::same_as<Factors<Scalar>>;
+  { P::name() } -> std::convertible_to<std::string>;
+};
 
 /// \brief Type-erased holder for any Initializer, so a layer can keep the policy it was made with
 /// (a grown layer draws its new rows of A from it).
@@ -53,10 +52,9 @@ template <typename Scalar>
 class AnyInitializer {
  public:
   template <typename P>
-    requires Initializer<P, Scalar> && (!std::same_as<std::remove_cvref_t<P>, AnyInitializer>)
-  AnyInitializer(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly
-      : m_name(P::name()),
-        m_fn([p = std::move(policy)](const Request<Scalar>& request, Rng& rng) {
+  requires Initializer<P, Scalar> &&(!std::same_as<std::remove_cvref_t<P>, AnyInitializer>)
+      AnyInitializer(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly
+      : m_name(P::name()), m_fn([p = std::move(policy)](const Request<Scalar>& request, Rng& rng) {
           return p.initialize(request, rng);
         }) {}
 
@@ -65,10 +63,11 @@ class AnyInitializer {
     Factors<Scalar> f = m_fn(request, rng);
     if (f.A.rows() != request.rank || f.A.cols() != request.inFeatures ||
         f.B.rows() != request.outFeatures || f.B.cols() != request.rank)
-      detail::fail("AnyInitializer::initialize",
-                   "initializer '{}' to return A {}x{} and B {}x{}, got A {}x{} and B {}x{}",
-                   m_name, request.rank, request.inFeatures, request.outFeatures, request.rank,
-                   f.A.rows(), f.A.cols(), f.B.rows(), f.B.cols());
+      detail::fail(
+          "AnyInitializer::initialize",
+          "expected initializer '{}' to return A {}x{} and B {}x{}, got A {}x{} and B {}x{}",
+          m_name, request.rank, request.inFeatures, request.outFeatures, request.rank, f.A.rows(),
+          f.A.cols(), f.B.rows(), f.B.cols());
     return f;
   }
   const std::string& name() const noexcept { return m_name; }

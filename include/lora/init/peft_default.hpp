@@ -16,8 +16,8 @@ namespace lora::init {
 /// gain·sqrt(3 / fan_in) = 1/sqrt(in). Changes no base weight; costs r·in random draws.
 ///
 /// \code
-/// lora::Layer<float> layer(4096, 4096, {.rank = 16, .alpha = 32, .seed = 7}, lora::init::PeftDefault{});
-/// \endcode
+/// lora::Layer<float> layer(4096, 4096, {.rank = 16, .alpha = 32, .seed = 7},
+/// lora::init::PeftDefault{}); \endcode
 struct PeftDefault {
   static std::string name() { return "peft_default"; }
 

@@ -51,21 +51,23 @@ class FactoredSVD {
     compute(B, A, scale, options);
   }
 
-  /// \copydoc FactoredSVD(const Eigen::MatrixBase<DerivedB>&, const Eigen::MatrixBase<DerivedA>&, Scalar, unsigned)
+  /// \copydoc FactoredSVD(const Eigen::MatrixBase<DerivedB>&, const Eigen::MatrixBase<DerivedA>&,
+  /// Scalar, unsigned)
   template <typename DerivedB, typename DerivedA>
   FactoredSVD& compute(const Eigen::MatrixBase<DerivedB>& B, const Eigen::MatrixBase<DerivedA>& A,
                        Scalar scale = Scalar(1),
                        unsigned options = Eigen::ComputeThinU | Eigen::ComputeThinV) {
     constexpr const char* where = "FactoredSVD::compute";
     if (B.cols() != A.rows())
-      detail::fail(where, "B (out x r) and A (r x in) with the same r, got B {}x{} and A {}x{}",
+      detail::fail(where,
+                   "expected B (out x r) and A (r x in) with the same r, got B {}x{} and A {}x{}",
                    B.rows(), B.cols(), A.rows(), A.cols());
     if (B.cols() < 1 || B.rows() < 1 || A.cols() < 1)
-      detail::fail(where, "non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
+      detail::fail(where, "expected non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
                    A.rows(), A.cols());
-    if (!std::isfinite(scale)) detail::fail(where, "a finite scale, got {}", scale);
-    if (!B.allFinite()) detail::fail(where, "finite entries in B, got NaN or Inf");
-    if (!A.allFinite()) detail::fail(where, "finite entries in A, got NaN or Inf");
+    if (!std::isfinite(scale)) detail::fail(where, "expected a finite scale, got {}", scale);
+    if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
+    if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
 
     const Index out = B.rows();
     const Index in = A.cols();
@@ -129,22 +131,30 @@ class FactoredSVD {
   /// Left singular vectors, out x k, orthonormal columns (needs Eigen::ComputeThinU).
   const Matrix& matrixU() const {
     requireComputed("FactoredSVD::matrixU");
-    if (!m_computedU) detail::fail("FactoredSVD::matrixU", "a decomposition computed with Eigen::ComputeThinU, got one without U");
+    if (!m_computedU)
+      detail::fail("FactoredSVD::matrixU",
+                   "expected a decomposition computed with Eigen::ComputeThinU, got one without U");
     return m_matrixU;
   }
   /// Right singular vectors, in x k, orthonormal columns (needs Eigen::ComputeThinV).
   const Matrix& matrixV() const {
     requireComputed("FactoredSVD::matrixV");
-    if (!m_computedV) detail::fail("FactoredSVD::matrixV", "a decomposition computed with Eigen::ComputeThinV, got one without V");
+    if (!m_computedV)
+      detail::fail("FactoredSVD::matrixV",
+                   "expected a decomposition computed with Eigen::ComputeThinV, got one without V");
     return m_matrixV;
   }
 
   /// r x k matrix C_U with U = B · C_U: the left singular vectors in the coordinates of B's
   /// columns (exact when B has full column rank, least squares otherwise). Lets an optimizer carry
   /// per-coordinate state into the singular basis. Needs singular vectors.
-  Matrix coordinatesU() const { return coordinates("FactoredSVD::coordinatesU", m_rB, m_coreU, m_normB); }
+  Matrix coordinatesU() const {
+    return coordinates("FactoredSVD::coordinatesU", m_rB, m_coreU, m_normB);
+  }
   /// r x k matrix C_V with V = A^T · C_V (same conditions as coordinatesU()).
-  Matrix coordinatesV() const { return coordinates("FactoredSVD::coordinatesV", m_rA, m_coreV, m_normA); }
+  Matrix coordinatesV() const {
+    return coordinates("FactoredSVD::coordinatesV", m_rA, m_coreV, m_normA);
+  }
 
   /// Number of singular values, min(r, out, in).
   Index size() const { return m_singularValues.size(); }
@@ -158,13 +168,15 @@ class FactoredSVD {
 
  private:
   void requireComputed(const char* where) const {
-    if (!m_initialized) detail::fail(where, "a computed decomposition, got one never computed");
+    if (!m_initialized)
+      detail::fail(where, "expected a computed decomposition, got one never computed");
   }
   Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
                      RealScalar norm) const {
     requireComputed(where);
     if (coreVectors.size() == 0)
-      detail::fail(where, "a decomposition computed with singular vectors, got values only");
+      detail::fail(where,
+                   "expected a decomposition computed with singular vectors, got values only");
     Eigen::CompleteOrthogonalDecomposition<Matrix> cod(R);  // R is p x r, its pseudo-inverse r x p
     Matrix c = cod.pseudoInverse() * coreVectors;
     c /= norm;

@@ -1,0 +1,256 @@
+#pragma once
+/// \file safetensors.hpp
+/// \brief Reading and writing the safetensors format (HuggingFace), with full validation.
+///
+/// Layout (reference: the Rust crate `safetensors`): an 8-byte little-endian u64 `N`, `N` bytes
+/// of UTF-8 JSON header, then the data buffer. The header maps each tensor name to
+/// `{"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}`, offsets relative to
+/// the start of the buffer; an optional `"__metadata__"` holds a string -> string map. Tensors
+/// are row-major (C order) and little-endian; together they cover the buffer exactly.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace lora {
+
+/// \brief Element type of a safetensors tensor, named as in the file (`"F32"`, `"BOOL"`, ...).
+///
+/// Sizes in bytes: Bool, U8, I8, F8_E4M3, F8_E5M2: 1; I16, U16, F16, BF16: 2; I32, U32, F32: 4;
+/// I64, U64, F64: 8. Example: `dtypeSize(parseDType("BF16")) == 2`.
+enum class DType {
+  Bool,
+  U8,
+  I8,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  F64,
+  I64,
+  U64,
+  F8_E4M3,
+  F8_E5M2
+};
+
+/// \brief Bytes per element of `dtype`, e.g. `dtypeSize(DType::F16) == 2`.
+std::size_t dtypeSize(DType dtype);
+
+/// \brief The name of `dtype` in a safetensors header, e.g. `dtypeName(DType::BF16) == "BF16"`.
+std::string_view dtypeName(DType dtype);
+
+/// \brief Inverse of dtypeName (case-sensitive); an unknown name throws lora::Error.
+///
+/// Example: `parseDType("F32") == DType::F32`; `parseDType("f32")` throws.
+DType parseDType(std::string_view name);
+
+/// \brief One header entry: name, dtype, shape and the byte range `[begin, end)` in the buffer.
+///
+/// `end - begin == numel() * dtypeSize(dtype)`, with `numel()` the product of `shape` (1 for a
+/// scalar, shape `[]`). Example: `{"w", DType::F32, {2, 3}, 0, 24}`.
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<std::int64_t> shape;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+
+  /// Product of the dimensions (1 for shape `[]`).
+  std::int64_t numel() const;
+};
+
+/// \brief An in-memory safetensors file, validated when it is opened.
+///
+/// Every malformed input (short file, header length past the end, bad JSON, missing or ill-typed
+/// fields, unknown dtype, negative or overflowing shape, offsets out of range or inconsistent with
+/// the shape, overlapping tensors, holes in the buffer, duplicate names, bad `__metadata__`)
+/// throws lora::Error naming the file and the tensor; nothing reads out of bounds. Typed reads
+/// convert F16, BF16, F32 and F64 to `Scalar` (float or double).
+/// \code
+/// auto st = lora::SafeTensorsReader::open("adapter_model.safetensors");
+/// for (const auto& name : st.names()) {
+///   if (st.info(name).shape.size() == 2) Eigen::MatrixXd w = st.matrix<double>(name);
+/// }
+/// \endcode
+class SafeTensorsReader {
+ public:
+  using Index = Eigen::Index;
+  template <typename Scalar>
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  template <typename Scalar>
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  /// Reads and validates the whole file; a missing or unreadable file throws lora::Error.
+  static SafeTensorsReader open(const std::filesystem::path& path);
+  /// Validates `bytes` (a complete file); `sourceName` is used in error messages.
+  static SafeTensorsReader fromBytes(std::vector<std::byte> bytes, std::string sourceName);
+
+  /// Tensor names in the order of the header in the file (without `__metadata__`).
+  const std::vector<std::string>& names() const { return m_names; }
+  /// Number of tensors.
+  std::size_t size() const { return m_names.size(); }
+  /// Whether a tensor `name` exists.
+  bool contains(std::string_view name) const;
+  /// The header entry of `name`; an unknown name throws lora::Error.
+  const TensorInfo& info(std::string_view name) const;
+  /// The `__metadata__` map (empty when absent).
+  const std::map<std::string, std::string>& metadata() const { return m_metadata; }
+  /// The path or name given when opening, as used in error messages.
+  const std::string& sourceName() const { return m_source; }
+  /// The raw little-endian bytes of `name` (any dtype), valid while the reader lives.
+  std::span<const std::byte> rawBytes(std::string_view name) const;
+
+  /// A 2-D tensor of shape `[rows, cols]` as a `rows x cols` matrix.
+  ///
+  /// Another rank, or a dtype other than F16/BF16/F32/F64, throws lora::Error.
+  template <typename Scalar>
+  Matrix<Scalar> matrix(std::string_view name) const {
+    static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                  "SafeTensorsReader::matrix: Scalar must be float or double");
+    const TensorInfo& t = tensorOfRank(name, 2, "SafeTensorsReader::matrix");
+    Matrix<Scalar> m(static_cast<Index>(t.shape[0]), static_cast<Index>(t.shape[1]));
+    decodeInto(t, m.data(), true, "SafeTensorsReader::matrix");
+    return m;
+  }
+
+  /// A 1-D tensor as a column vector; another rank or dtype throws lora::Error.
+  template <typename Scalar>
+  Vector<Scalar> vector(std::string_view name) const {
+    static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                  "SafeTensorsReader::vector: Scalar must be float or double");
+    const TensorInfo& t = tensorOfRank(name, 1, "SafeTensorsReader::vector");
+    Vector<Scalar> v(static_cast<Index>(t.shape[0]));
+    decodeInto(t, v.data(), false, "SafeTensorsReader::vector");
+    return v;
+  }
+
+  /// A tensor of any rank as its `numel()` elements in row-major (C) order.
+  template <typename Scalar>
+  Vector<Scalar> flat(std::string_view name) const {
+    static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                  "SafeTensorsReader::flat: Scalar must be float or double");
+    const TensorInfo& t = tensorOfRank(name, -1, "SafeTensorsReader::flat");
+    Vector<Scalar> v(static_cast<Index>(t.numel()));
+    decodeInto(t, v.data(), false, "SafeTensorsReader::flat");
+    return v;
+  }
+
+ private:
+  SafeTensorsReader() = default;
+  static SafeTensorsReader parse(std::vector<std::byte> bytes, std::string sourceName,
+                                 std::string_view where);
+  const TensorInfo* find(std::string_view name) const;
+  // rank < 0: any rank.
+  const TensorInfo& tensorOfRank(std::string_view name, int rank, std::string_view where) const;
+  // Writes numel() elements; with transpose2d the row-major [rows, cols] data goes to a
+  // column-major rows x cols array.
+  void decodeInto(const TensorInfo& t, float* out, bool transpose2d, std::string_view where) const;
+  void decodeInto(const TensorInfo& t, double* out, bool transpose2d, std::string_view where) const;
+
+  std::string m_source;
+  std::vector<std::byte> m_bytes;
+  std::size_t m_dataStart = 0;
+  std::vector<TensorInfo> m_tensors;  // header order
+  std::vector<std::string> m_names;   // header order
+  std::map<std::string, std::size_t, std::less<>> m_index;
+  std::map<std::string, std::string> m_metadata;
+};
+
+/// \brief Collects tensors and writes a safetensors file atomically.
+///
+/// Output dtypes: F32, F64, F16, BF16 (narrowing rounds to nearest even; values beyond the range
+/// become infinity). Header entries keep insertion order; the header is padded with spaces to a
+/// multiple of 8 bytes, as the reference Rust implementation does. `write` goes to a temporary
+/// file in the target folder and renames it over `path`, so a failed write leaves an existing
+/// file untouched and no temporary behind.
+/// \code
+/// lora::SafeTensorsWriter w;
+/// w.add("lora_A.weight", Eigen::MatrixXf::Random(8, 64), lora::DType::BF16);
+/// w.setMetadata("format", "pt");
+/// w.write("adapter_model.safetensors");
+/// \endcode
+class SafeTensorsWriter {
+ public:
+  /// Adds the matrix `m` as a 2-D tensor of shape `[rows, cols]` (stored row-major).
+  ///
+  /// A duplicate or empty name, `"__metadata__"`, a name that is not UTF-8, or a dtype other
+  /// than F32/F64/F16/BF16 throws lora::Error (the writer is then unchanged).
+  template <typename Derived>
+  SafeTensorsWriter& add(std::string name, const Eigen::MatrixBase<Derived>& m,
+                         DType out = DType::F32) {
+    using Work = WorkScalar<typename Derived::Scalar>;
+    const Eigen::Matrix<Work, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rowMajor =
+        m.template cast<Work>();
+    addEncoded(
+        std::move(name),
+        {static_cast<std::int64_t>(rowMajor.rows()), static_cast<std::int64_t>(rowMajor.cols())},
+        rowMajor.data(), out, "SafeTensorsWriter::add");
+    return *this;
+  }
+
+  /// Adds a row or column vector as a 1-D tensor of shape `[size]`; a matrix with more than one
+  /// row and column throws lora::Error, like the checks of add().
+  template <typename Derived>
+  SafeTensorsWriter& addVector(std::string name, const Eigen::MatrixBase<Derived>& v,
+                               DType out = DType::F32) {
+    using Work = WorkScalar<typename Derived::Scalar>;
+    checkVectorShape(name, static_cast<std::int64_t>(v.rows()),
+                     static_cast<std::int64_t>(v.cols()));
+    const Eigen::Matrix<Work, Eigen::Dynamic, 1> flat =
+        v.derived().template cast<Work>().reshaped();
+    addEncoded(std::move(name), {static_cast<std::int64_t>(flat.size())}, flat.data(), out,
+               "SafeTensorsWriter::addVector");
+    return *this;
+  }
+
+  /// Sets `__metadata__[key] = value` (replacing an earlier value); non-UTF-8 text throws.
+  SafeTensorsWriter& setMetadata(std::string key, std::string value);
+
+  /// Writes the file atomically (temporary file in the same folder, flush, close, rename).
+  /// Any failure throws lora::Error naming `path`, removes the temporary file and leaves an
+  /// existing file at `path` as it was.
+  void write(const std::filesystem::path& path) const;
+
+  /// Number of tensors added.
+  std::size_t size() const { return m_entries.size(); }
+  /// Whether a tensor `name` was added.
+  bool contains(std::string_view name) const;
+
+ private:
+  template <typename S>
+  using WorkScalar = std::conditional_t<std::is_same_v<S, float>, float, double>;
+
+  struct Entry {
+    std::string name;
+    DType dtype;
+    std::vector<std::int64_t> shape;
+    std::vector<std::byte> data;
+  };
+
+  static void checkVectorShape(const std::string& name, std::int64_t rows, std::int64_t cols);
+  void addEncoded(std::string name, std::vector<std::int64_t> shape, const float* values, DType out,
+                  std::string_view where);
+  void addEncoded(std::string name, std::vector<std::int64_t> shape, const double* values,
+                  DType out, std::string_view where);
+  template <typename Scalar>
+  void addEncodedImpl(std::string name, std::vector<std::int64_t> shape, const Scalar* values,
+                      DType out, std::string_view where);
+
+  std::vector<Entry> m_entries;
+  std::map<std::string, std::size_t, std::less<>> m_index;
+  std::map<std::string, std::string> m_metadata;
+};
+
+}  // namespace lora

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds LoRA++ and runs every test (the README's second command):
+# the Release build, then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# PEFT fixtures come from $LORA_PEFT_FIXTURES (default ../shared/peft-fixtures/set_a).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+  -DLORA_SANITIZE=address,undefined -DLORA_BUILD_BENCHMARKS=OFF -DLORA_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"

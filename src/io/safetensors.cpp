@@ -1,0 +1,752 @@
+#include "lora/io/safetensors.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <numeric>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#define LORA_HAVE_UNISTD 1
+#endif
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "lora/detail/half.hpp"
+#include "lora/error.hpp"
+
+namespace lora {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+using detail::fail;
+
+struct DTypeRow {
+  DType dtype;
+  std::string_view name;
+  std::size_t size;
+};
+
+// Names as the reference implementation writes them (note "BOOL").
+constexpr std::array<DTypeRow, 15> kDTypes{{
+    {DType::Bool, "BOOL", 1},
+    {DType::U8, "U8", 1},
+    {DType::I8, "I8", 1},
+    {DType::I16, "I16", 2},
+    {DType::U16, "U16", 2},
+    {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2},
+    {DType::I32, "I32", 4},
+    {DType::U32, "U32", 4},
+    {DType::F32, "F32", 4},
+    {DType::F64, "F64", 8},
+    {DType::I64, "I64", 8},
+    {DType::U64, "U64", 8},
+    {DType::F8_E4M3, "F8_E4M3", 1},
+    {DType::F8_E5M2, "F8_E5M2", 1},
+}};
+
+const DTypeRow* findDType(std::string_view name) {
+  for (const auto& row : kDTypes) {
+    if (row.name == name) return &row;
+  }
+  return nullptr;
+}
+
+std::string knownDTypes() {
+  std::string out;
+  for (const auto& row : kDTypes) {
+    if (!out.empty()) out += ", ";
+    out += row.name;
+  }
+  return out;
+}
+
+template <typename U>
+constexpr U byteSwap(U u) noexcept {
+  U r = 0;
+  for (std::size_t i = 0; i < sizeof(U); ++i) {
+    r = static_cast<U>((r << 8) | ((u >> (8 * i)) & 0xffu));
+  }
+  return r;
+}
+
+// Unaligned little-endian load/store through memcpy.
+template <typename U>
+U loadLittle(const std::byte* p) noexcept {
+  U u;
+  std::memcpy(&u, p, sizeof(U));
+  if constexpr (std::endian::native == std::endian::big) u = byteSwap(u);
+  return u;
+}
+
+template <typename U>
+void storeLittle(std::byte* p, U u) noexcept {
+  if constexpr (std::endian::native == std::endian::big) u = byteSwap(u);
+  std::memcpy(p, &u, sizeof(U));
+}
+
+// a * b, or false on overflow.
+bool checkedMul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+  out = a * b;
+  return true;
+}
+
+std::string shapeText(const std::vector<std::int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+// A short rendering of a JSON value for error messages.
+std::string brief(const Json& j) {
+  std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
+}
+
+bool isUtf8(const std::string& s) {
+  try {
+    (void)Json(s).dump();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+std::string printable(const std::string& s) {
+  return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// IEEE round-to-nearest double -> float without the undefined behaviour of converting an
+// out-of-range finite double (the result is +-FLT_MAX or +-inf as IEEE 754 prescribes).
+float narrowToFloat(double d) noexcept {
+  constexpr double kMax = static_cast<double>(std::numeric_limits<float>::max());
+  if (std::isfinite(d) && std::fabs(d) > kMax) {
+    // FLT_MAX + half an ulp (2^127 * 2^-24 = 2^103) rounds to infinity (tie goes to even = inf).
+    constexpr double kHalfway = kMax + 0x1p103;
+    const float big = std::fabs(d) >= kHalfway ? std::numeric_limits<float>::infinity()
+                                               : std::numeric_limits<float>::max();
+    return std::signbit(d) ? -big : big;
+  }
+  return static_cast<float>(d);
+}
+
+template <typename Scalar>
+Scalar fromDouble(double d) noexcept {
+  if constexpr (std::is_same_v<Scalar, float>) {
+    return narrowToFloat(d);
+  } else {
+    return d;
+  }
+}
+
+// Reads numel elements of size elemSize from src with `load`; with transpose2d the row-major
+// [rows, cols] input is stored column-major.
+template <typename Scalar, typename Load>
+void scatter(const TensorInfo& t, const std::byte* src, std::size_t elemSize, Scalar* out,
+             bool transpose2d, Load load) {
+  if (transpose2d) {
+    const auto rows = static_cast<std::size_t>(t.shape[0]);
+    const auto cols = static_cast<std::size_t>(t.shape[1]);
+    for (std::size_t i = 0; i < rows; ++i) {
+      const std::byte* row = src + i * cols * elemSize;
+      for (std::size_t j = 0; j < cols; ++j) out[j * rows + i] = load(row + j * elemSize);
+    }
+  } else {
+    const auto n = static_cast<std::size_t>(t.numel());
+    for (std::size_t k = 0; k < n; ++k) out[k] = load(src + k * elemSize);
+  }
+}
+
+template <typename Scalar>
+void decodeImpl(const TensorInfo& t, const std::byte* src, Scalar* out, bool transpose2d,
+                const std::string& source, std::string_view where) {
+  switch (t.dtype) {
+    case DType::F32:
+      scatter(t, src, 4, out, transpose2d, [](const std::byte* p) {
+        return static_cast<Scalar>(std::bit_cast<float>(loadLittle<std::uint32_t>(p)));
+      });
+      return;
+    case DType::F64:
+      scatter(t, src, 8, out, transpose2d, [](const std::byte* p) {
+        return fromDouble<Scalar>(std::bit_cast<double>(loadLittle<std::uint64_t>(p)));
+      });
+      return;
+    case DType::F16:
+      scatter(t, src, 2, out, transpose2d, [](const std::byte* p) {
+        return static_cast<Scalar>(detail::halfToFloat(loadLittle<std::uint16_t>(p)));
+      });
+      return;
+    case DType::BF16:
+      scatter(t, src, 2, out, transpose2d, [](const std::byte* p) {
+        return static_cast<Scalar>(detail::bf16ToFloat(loadLittle<std::uint16_t>(p)));
+      });
+      return;
+    default:
+      fail(where,
+           "expected a tensor of dtype F16, BF16, F32 or F64, got {} for tensor '{}' in '{}'",
+           dtypeName(t.dtype), t.name, source);
+  }
+}
+
+// Tracks the keys of every open JSON object during parsing, to find duplicates (nlohmann
+// silently keeps one of them).
+struct DuplicateKeys {
+  std::vector<std::set<std::string>> open;
+  std::string firstDuplicate;
+  bool topLevel = false;
+  bool found = false;
+
+  bool operator()(int /*depth*/, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+        open.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        if (!open.empty()) open.pop_back();
+        break;
+      case Json::parse_event_t::key:
+        if (!open.empty() && parsed.is_string()) {
+          const auto& key = parsed.get_ref<const std::string&>();
+          if (!open.back().insert(key).second && !found) {
+            found = true;
+            firstDuplicate = key;
+            topLevel = open.size() == 1;
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+};
+
+std::uint64_t nonNegativeInteger(const Json& j, bool& ok) {
+  ok = j.is_number_unsigned();
+  return ok ? j.get<std::uint64_t>() : 0;
+}
+
+TensorInfo parseEntry(const std::string& name, const Json& v, std::uint64_t dataSize,
+                      const std::string& source, std::string_view where) {
+  if (!v.is_object()) {
+    fail(where,
+         "expected tensor '{}' in '{}' to be an object with dtype, shape and data_offsets, got {}",
+         name, source, brief(v));
+  }
+  const auto field = [&](const char* key) -> const Json& {
+    const auto it = v.find(key);
+    if (it == v.end()) {
+      fail(where, "expected a \"{}\" field for tensor '{}' in '{}', got none", key, name, source);
+    }
+    return *it;
+  };
+
+  TensorInfo t;
+  t.name = name;
+
+  const Json& dtype = field("dtype");
+  if (!dtype.is_string()) {
+    fail(where, "expected \"dtype\" of tensor '{}' in '{}' to be a string, got {}", name, source,
+         brief(dtype));
+  }
+  const DTypeRow* row = findDType(dtype.get_ref<const std::string&>());
+  if (row == nullptr) {
+    fail(where, "expected a known dtype ({}) for tensor '{}' in '{}', got {}", knownDTypes(), name,
+         source, brief(dtype));
+  }
+  t.dtype = row->dtype;
+
+  const Json& shape = field("shape");
+  if (!shape.is_array()) {
+    fail(where, "expected \"shape\" of tensor '{}' in '{}' to be an array of integers, got {}",
+         name, source, brief(shape));
+  }
+  std::uint64_t numel = 1;
+  for (const Json& dim : shape) {
+    if (dim.is_number_integer() && !dim.is_number_unsigned()) {
+      fail(where, "expected non-negative dimensions for tensor '{}' in '{}', got shape {}", name,
+           source, brief(shape));
+    }
+    if (!dim.is_number_unsigned()) {
+      fail(where, "expected \"shape\" of tensor '{}' in '{}' to be an array of integers, got {}",
+           name, source, brief(shape));
+    }
+    const auto d = dim.get<std::uint64_t>();
+    if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+        !checkedMul(numel, d, numel) ||
+        numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      fail(where,
+           "expected a shape whose element count fits in 63 bits for tensor '{}' in '{}', got "
+           "shape {} (overflow)",
+           name, source, brief(shape));
+    }
+    t.shape.push_back(static_cast<std::int64_t>(d));
+  }
+
+  const Json& offsets = field("data_offsets");
+  bool okBegin = false;
+  bool okEnd = false;
+  if (offsets.is_array() && offsets.size() == 2) {
+    t.begin = nonNegativeInteger(offsets[0], okBegin);
+    t.end = nonNegativeInteger(offsets[1], okEnd);
+  }
+  if (!okBegin || !okEnd) {
+    fail(where,
+         "expected \"data_offsets\" of tensor '{}' in '{}' to be two non-negative integers, got {}",
+         name, source, brief(offsets));
+  }
+  if (t.begin > t.end) {
+    fail(where, "expected data_offsets with begin <= end for tensor '{}' in '{}', got [{}, {}]",
+         name, source, t.begin, t.end);
+  }
+  if (t.end > dataSize) {
+    fail(where,
+         "expected data_offsets within the {}-byte data buffer for tensor '{}' in '{}', got [{}, "
+         "{}] (end beyond the buffer)",
+         dataSize, name, source, t.begin, t.end);
+  }
+  std::uint64_t nbytes = 0;
+  if (!checkedMul(numel, row->size, nbytes)) {
+    fail(where,
+         "expected a byte size that fits in 64 bits for tensor '{}' in '{}', got shape {} "
+         "of {} (overflow)",
+         name, source, shapeText(t.shape), row->name);
+  }
+  if (t.end - t.begin != nbytes) {
+    fail(where,
+         "expected {} bytes (shape {} of {}) for tensor '{}' in '{}', got data_offsets [{}, {}] "
+         "({} bytes)",
+         nbytes, shapeText(t.shape), row->name, name, source, t.begin, t.end, t.end - t.begin);
+  }
+  return t;
+}
+
+}  // namespace
+
+std::size_t dtypeSize(DType dtype) {
+  for (const auto& row : kDTypes) {
+    if (row.dtype == dtype) return row.size;
+  }
+  fail("lora::dtypeSize", "expected a DType enumerator, got the value {}", static_cast<int>(dtype));
+}
+
+std::string_view dtypeName(DType dtype) {
+  for (const auto& row : kDTypes) {
+    if (row.dtype == dtype) return row.name;
+  }
+  fail("lora::dtypeName", "expected a DType enumerator, got the value {}", static_cast<int>(dtype));
+}
+
+DType parseDType(std::string_view name) {
+  const DTypeRow* row = findDType(name);
+  if (row == nullptr) {
+    fail("lora::parseDType", "expected one of {}, got '{}'", knownDTypes(), name);
+  }
+  return row->dtype;
+}
+
+std::int64_t TensorInfo::numel() const {
+  std::int64_t n = 1;
+  for (const std::int64_t d : shape) n *= d;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SafeTensorsReader
+
+SafeTensorsReader SafeTensorsReader::open(const std::filesystem::path& path) {
+  constexpr std::string_view kWhere = "SafeTensorsReader::open";
+  const std::string name = path.string();
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    fail(kWhere, "expected a readable safetensors file, got the folder '{}'", name);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fail(kWhere, "expected a readable safetensors file, got '{}' ({})", name,
+         fs::exists(path, ec) ? "cannot open it" : "no such file");
+  }
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) fail(kWhere, "expected a file of known size, got '{}' (cannot seek)", name);
+  in.seekg(0, std::ios::beg);
+  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+  if (!in || in.gcount() != static_cast<std::streamsize>(size)) {
+    fail(kWhere, "expected to read {} bytes from '{}', got {}", size, name, in.gcount());
+  }
+  return parse(std::move(bytes), name, kWhere);
+}
+
+SafeTensorsReader SafeTensorsReader::fromBytes(std::vector<std::byte> bytes,
+                                               std::string sourceName) {
+  return parse(std::move(bytes), std::move(sourceName), "SafeTensorsReader::fromBytes");
+}
+
+SafeTensorsReader SafeTensorsReader::parse(std::vector<std::byte> bytes, std::string source,
+                                           std::string_view where) {
+  const std::uint64_t total = bytes.size();
+  if (total < 8) {
+    fail(where, "expected at least 8 bytes (the header length) in '{}', got {} bytes", source,
+         total);
+  }
+  const auto headerLen = loadLittle<std::uint64_t>(bytes.data());
+  if (headerLen > total - 8) {  // no overflow: total >= 8
+    fail(where,
+         "expected a header length of at most {} bytes (the rest of the file) in '{}', got {}",
+         total - 8, source, headerLen);
+  }
+  const char* text = reinterpret_cast<const char*>(bytes.data() + 8);
+  DuplicateKeys duplicates;
+  Json header;
+  try {
+    header = Json::parse(text, text + headerLen, std::ref(duplicates));
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, "expected a valid JSON header in '{}', got {}", source, e.what());
+  }
+  if (!header.is_object()) {
+    fail(where, "expected the header of '{}' to be a JSON object, got {}", source,
+         header.type_name());
+  }
+  if (duplicates.found) {
+    if (duplicates.topLevel) {
+      fail(where, "expected unique tensor names in '{}', got the duplicate name '{}'", source,
+           duplicates.firstDuplicate);
+    }
+    fail(where, "expected unique keys in the header objects of '{}', got the duplicate key '{}'",
+         source, duplicates.firstDuplicate);
+  }
+
+  const std::uint64_t dataSize = total - 8 - headerLen;
+  SafeTensorsReader reader;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    const Json& value = it.value();
+    if (key == "__metadata__") {
+      if (!value.is_object()) {
+        fail(where, "expected __metadata__ in '{}' to be a map of strings to strings, got {}",
+             source, brief(value));
+      }
+      for (auto m = value.begin(); m != value.end(); ++m) {
+        if (!m.value().is_string()) {
+          fail(where,
+               "expected __metadata__ in '{}' to be a map of strings to strings, got {} for key "
+               "'{}'",
+               source, brief(m.value()), m.key());
+        }
+        reader.m_metadata.emplace(m.key(), m.value().get<std::string>());
+      }
+      continue;
+    }
+    reader.m_index.emplace(key, reader.m_tensors.size());
+    reader.m_tensors.push_back(parseEntry(key, value, dataSize, source, where));
+    reader.m_names.push_back(key);
+  }
+
+  // The tensors must tile [0, dataSize) exactly, in any order (as the reference requires).
+  std::vector<std::size_t> order(reader.m_tensors.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const TensorInfo& x = reader.m_tensors[a];
+    const TensorInfo& y = reader.m_tensors[b];
+    return std::pair(x.begin, x.end) < std::pair(y.begin, y.end);
+  });
+  std::uint64_t covered = 0;
+  const TensorInfo* previous = nullptr;
+  for (const std::size_t i : order) {
+    const TensorInfo& t = reader.m_tensors[i];
+    if (t.begin < covered) {
+      fail(where,
+           "expected non-overlapping tensors in '{}', got tensor '{}' [{}, {}] that overlaps "
+           "tensor '{}' [{}, {}]",
+           source, t.name, t.begin, t.end, previous->name, previous->begin, previous->end);
+    }
+    if (t.begin > covered) {
+      fail(where,
+           "expected tensors that cover the data buffer of '{}' without holes, got a hole of "
+           "bytes [{}, {}) before tensor '{}'",
+           source, covered, t.begin, t.name);
+    }
+    covered = t.end;
+    previous = &t;
+  }
+  if (covered != dataSize) {
+    fail(where,
+         "expected tensors that cover the data buffer of '{}' without holes, got a hole of bytes "
+         "[{}, {}) after the last tensor{}",
+         source, covered, dataSize,
+         previous != nullptr ? fmt::format(" '{}'", previous->name) : std::string());
+  }
+
+  reader.m_source = std::move(source);
+  reader.m_dataStart = static_cast<std::size_t>(8 + headerLen);
+  reader.m_bytes = std::move(bytes);
+  return reader;
+}
+
+const TensorInfo* SafeTensorsReader::find(std::string_view name) const {
+  const auto it = m_index.find(name);
+  return it == m_index.end() ? nullptr : &m_tensors[it->second];
+}
+
+bool SafeTensorsReader::contains(std::string_view name) const {
+  return find(name) != nullptr;
+}
+
+const TensorInfo& SafeTensorsReader::info(std::string_view name) const {
+  return tensorOfRank(name, -1, "SafeTensorsReader::info");
+}
+
+std::span<const std::byte> SafeTensorsReader::rawBytes(std::string_view name) const {
+  const TensorInfo& t = tensorOfRank(name, -1, "SafeTensorsReader::rawBytes");
+  return {m_bytes.data() + m_dataStart + t.begin, static_cast<std::size_t>(t.end - t.begin)};
+}
+
+const TensorInfo& SafeTensorsReader::tensorOfRank(std::string_view name, int rank,
+                                                  std::string_view where) const {
+  const TensorInfo* t = find(name);
+  if (t == nullptr) {
+    fail(where, "expected the name of a tensor in '{}', got '{}'", m_source, name);
+  }
+  if (rank >= 0 && t->shape.size() != static_cast<std::size_t>(rank)) {
+    fail(where, "expected a {}-D tensor, got shape {} for tensor '{}' in '{}'", rank,
+         shapeText(t->shape), t->name, m_source);
+  }
+  return *t;
+}
+
+void SafeTensorsReader::decodeInto(const TensorInfo& t, float* out, bool transpose2d,
+                                   std::string_view where) const {
+  decodeImpl(t, m_bytes.data() + m_dataStart + t.begin, out, transpose2d, m_source, where);
+}
+
+void SafeTensorsReader::decodeInto(const TensorInfo& t, double* out, bool transpose2d,
+                                   std::string_view where) const {
+  decodeImpl(t, m_bytes.data() + m_dataStart + t.begin, out, transpose2d, m_source, where);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SafeTensorsWriter
+
+void SafeTensorsWriter::checkVectorShape(const std::string& name, std::int64_t rows,
+                                         std::int64_t cols) {
+  if (rows != 1 && cols != 1) {
+    fail("SafeTensorsWriter::addVector",
+         "expected a row or column vector for tensor '{}', got a {}x{} matrix", printable(name),
+         rows, cols);
+  }
+}
+
+bool SafeTensorsWriter::contains(std::string_view name) const {
+  return m_index.find(name) != m_index.end();
+}
+
+SafeTensorsWriter& SafeTensorsWriter::setMetadata(std::string key, std::string value) {
+  if (!isUtf8(key) || !isUtf8(value)) {
+    fail("SafeTensorsWriter::setMetadata", "expected UTF-8 text, got the key {} and value {}",
+         printable(key), printable(value));
+  }
+  m_metadata.insert_or_assign(std::move(key), std::move(value));
+  return *this;
+}
+
+void SafeTensorsWriter::addEncoded(std::string name, std::vector<std::int64_t> shape,
+                                   const float* values, DType out, std::string_view where) {
+  addEncodedImpl(std::move(name), std::move(shape), values, out, where);
+}
+
+void SafeTensorsWriter::addEncoded(std::string name, std::vector<std::int64_t> shape,
+                                   const double* values, DType out, std::string_view where) {
+  addEncodedImpl(std::move(name), std::move(shape), values, out, where);
+}
+
+template <typename Scalar>
+void SafeTensorsWriter::addEncodedImpl(std::string name, std::vector<std::int64_t> shape,
+                                       const Scalar* values, DType out, std::string_view where) {
+  if (name.empty()) fail(where, "expected a non-empty tensor name, got ''");
+  if (name == "__metadata__") {
+    fail(where, "expected a tensor name other than the reserved '__metadata__', got it");
+  }
+  if (!isUtf8(name)) fail(where, "expected a UTF-8 tensor name, got {}", printable(name));
+  if (contains(name)) fail(where, "expected a new tensor name, got the duplicate '{}'", name);
+  if (out != DType::F32 && out != DType::F64 && out != DType::F16 && out != DType::BF16) {
+    fail(where, "expected an output dtype of F32, F64, F16 or BF16 for tensor '{}', got {}", name,
+         dtypeName(out));
+  }
+
+  std::size_t n = 1;
+  for (const std::int64_t d : shape) n *= static_cast<std::size_t>(d);
+  const std::size_t size = dtypeSize(out);
+  std::vector<std::byte> data(n * size);
+  std::byte* p = data.data();
+  for (std::size_t k = 0; k < n; ++k, p += size) {
+    const Scalar x = values[k];
+    switch (out) {
+      case DType::F32:
+        if constexpr (std::is_same_v<Scalar, float>) {
+          storeLittle(p, std::bit_cast<std::uint32_t>(x));
+        } else {
+          storeLittle(p, std::bit_cast<std::uint32_t>(narrowToFloat(x)));
+        }
+        break;
+      case DType::F64:
+        storeLittle(p, std::bit_cast<std::uint64_t>(static_cast<double>(x)));
+        break;
+      case DType::F16:
+        storeLittle(p, detail::roundToFormat<detail::F16Format>(x));
+        break;
+      default:  // BF16
+        storeLittle(p, detail::roundToFormat<detail::BF16Format>(x));
+        break;
+    }
+  }
+
+  const std::size_t index = m_entries.size();
+  m_entries.push_back(Entry{name, out, std::move(shape), std::move(data)});
+  try {
+    m_index.emplace(std::move(name), index);
+  } catch (...) {
+    m_entries.pop_back();
+    throw;
+  }
+}
+
+namespace {
+
+// The temporary file of an atomic write: closed and removed unless committed.
+struct TempFile {
+  fs::path path;
+  std::FILE* file = nullptr;
+  bool committed = false;
+
+  TempFile(fs::path p, std::FILE* f) : path(std::move(p)), file(f) {}
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (file != nullptr) std::fclose(file);
+    if (!committed) {
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+  }
+};
+
+std::string errnoText(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
+
+}  // namespace
+
+void SafeTensorsWriter::write(const std::filesystem::path& path) const {
+  constexpr std::string_view kWhere = "SafeTensorsWriter::write";
+  const std::string target = path.string();
+  if (!path.has_filename()) fail(kWhere, "expected a file path, got '{}'", target);
+
+  // Header: __metadata__ first (as the reference writer does), then tensors in insertion order.
+  std::string header;
+  try {
+    Json h = Json::object();
+    if (!m_metadata.empty()) {
+      Json meta = Json::object();
+      for (const auto& [key, value] : m_metadata) meta[key] = value;
+      h["__metadata__"] = std::move(meta);
+    }
+    std::uint64_t offset = 0;
+    for (const Entry& e : m_entries) {
+      Json entry = Json::object();
+      entry["dtype"] = std::string(dtypeName(e.dtype));
+      entry["shape"] = e.shape;
+      entry["data_offsets"] = Json::array({offset, offset + e.data.size()});
+      h[e.name] = std::move(entry);
+      offset += e.data.size();
+    }
+    header = h.dump();
+  } catch (const nlohmann::json::exception& e) {
+    fail(kWhere, "expected a header that serializes to JSON for '{}', got {}", target, e.what());
+  }
+  while (header.size() % 8 != 0) header.push_back(' ');
+
+  // Temporary file next to the target, created exclusively ("x") so nothing is clobbered.
+  static std::atomic<std::uint64_t> counter{0};
+  const fs::path folder = path.parent_path();
+  std::uint64_t salt =
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#ifdef LORA_HAVE_UNISTD
+  salt ^= static_cast<std::uint64_t>(::getpid()) << 32;
+#endif
+  std::FILE* file = nullptr;
+  fs::path tmpPath;
+  int err = 0;
+  for (int attempt = 0; attempt < 16 && file == nullptr; ++attempt) {
+    const std::uint64_t tag = salt ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ull);
+    tmpPath = folder / fmt::format(".{}.{:016x}.tmp", path.filename().string(), tag);
+    errno = 0;
+    file = std::fopen(tmpPath.string().c_str(), "wbx");
+    err = errno;
+    if (file == nullptr && err != EEXIST) break;
+  }
+  if (file == nullptr) {
+    fail(kWhere, "expected a writable folder for '{}', got an error creating '{}': {}", target,
+         tmpPath.string(), errnoText(err));
+  }
+  TempFile tmp{tmpPath, file};
+
+  const auto put = [&](const void* data, std::size_t n) {
+    if (n == 0) return;
+    errno = 0;
+    if (std::fwrite(data, 1, n, tmp.file) != n) {
+      const int e = errno;
+      fail(kWhere, "expected to write {} bytes to '{}', got an error: {}", n, tmp.path.string(),
+           errnoText(e));
+    }
+  };
+  std::array<std::byte, 8> length{};
+  storeLittle(length.data(), static_cast<std::uint64_t>(header.size()));
+  put(length.data(), length.size());
+  put(header.data(), header.size());
+  for (const Entry& e : m_entries) put(e.data.data(), e.data.size());
+
+  errno = 0;
+  if (std::fflush(tmp.file) != 0) {
+    const int e = errno;
+    fail(kWhere, "expected to flush '{}', got an error: {}", tmp.path.string(), errnoText(e));
+  }
+#ifdef LORA_HAVE_UNISTD
+  if (::fsync(::fileno(tmp.file)) != 0) {
+    const int e = errno;
+    fail(kWhere, "expected to sync '{}' to disk, got an error: {}", tmp.path.string(),
+         errnoText(e));
+  }
+#endif
+  std::FILE* closing = tmp.file;
+  tmp.file = nullptr;
+  errno = 0;
+  if (std::fclose(closing) != 0) {
+    const int e = errno;
+    fail(kWhere, "expected to close '{}', got an error: {}", tmp.path.string(), errnoText(e));
+  }
+  std::error_code ec;
+  fs::rename(tmp.path, path, ec);
+  if (ec) {
+    fail(kWhere, "expected to replace '{}' with the new file, got an error: {}", target,
+         ec.message());
+  }
+  tmp.committed = true;
+}
+
+}  // namespace lora

@@ -1,0 +1,33 @@
+#pragma once
+// Test support: seeded random matrices and tolerances per Scalar.
+
+#include <cstdint>
+
+#include <Eigen/Core>
+
+#include "lora/random.hpp"
+
+namespace lora::test {
+
+template <typename Scalar>
+using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+template <typename Scalar>
+using Vec = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+/// Gaussian matrix with entries N(0, stddev²), reproducible from the seed.
+template <typename Scalar>
+Mat<Scalar> gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed,
+                     double stddev = 1.0) {
+  Mat<Scalar> m(rows, cols);
+  lora::Rng rng(seed);
+  lora::fillNormal(m, rng, 0.0, stddev);
+  return m;
+}
+
+/// The accuracy the issue asks of each Scalar: 1e-5 relative for float, 1e-12 for double.
+template <typename Scalar>
+constexpr double tolerance() {
+  return sizeof(Scalar) == sizeof(float) ? 1e-5 : 1e-12;
+}
+
+}  // namespace lora::test

@@ -1,0 +1,161 @@
+// FactoredSVD against Eigen's BDCSVD of the materialized product, float and double.
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <Eigen/SVD>
+
+#include "lora/linalg/factored_svd.hpp"
+#include "support/matrices.hpp"
+
+namespace {
+
+using lora::test::gaussian;
+using lora::test::Mat;
+using lora::test::tolerance;
+using lora::test::Vec;
+
+template <typename Scalar>
+class FactoredSVDTest : public ::testing::Test {
+ protected:
+  // Checks σ, U, V of the factored SVD of s·B·A against BDCSVD of the dense s·B·A.
+  void checkAgainstDense(const Mat<Scalar>& B, const Mat<Scalar>& A, Scalar s) {
+    const double tol = tolerance<Scalar>();
+    lora::linalg::FactoredSVD<Scalar> svd(B, A, s);
+    ASSERT_EQ(svd.info(), Eigen::Success);
+    const Mat<Scalar> dense = s * (B * A);
+    Eigen::BDCSVD<Mat<Scalar>> ref(dense, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::Index k = std::min({B.cols(), B.rows(), A.cols()});
+    ASSERT_EQ(svd.singularValues().size(), k);
+    ASSERT_EQ(svd.matrixU().rows(), B.rows());
+    ASSERT_EQ(svd.matrixU().cols(), k);
+    ASSERT_EQ(svd.matrixV().rows(), A.cols());
+    ASSERT_EQ(svd.matrixV().cols(), k);
+    const double top =
+        std::max<double>(ref.singularValues()(0), std::numeric_limits<Scalar>::min());
+    for (Eigen::Index i = 0; i < k; ++i) {
+      EXPECT_LE(std::abs(double(svd.singularValues()(i)) - double(ref.singularValues()(i))),
+                tol * top)
+          << "sigma_" << i;
+      if (i > 0) {
+        EXPECT_LE(svd.singularValues()(i), svd.singularValues()(i - 1));
+      }
+      EXPECT_GE(svd.singularValues()(i), Scalar(0));
+    }
+    // Orthonormal columns, also where σ = 0.
+    const Mat<Scalar> Ik = Mat<Scalar>::Identity(k, k);
+    EXPECT_LE(double((svd.matrixU().transpose() * svd.matrixU() - Ik).norm()), 10 * tol);
+    EXPECT_LE(double((svd.matrixV().transpose() * svd.matrixV() - Ik).norm()), 10 * tol);
+    // Reconstruction of the whole product.
+    const Mat<Scalar> rebuilt =
+        svd.matrixU() * svd.singularValues().asDiagonal() * svd.matrixV().transpose();
+    const double denseNorm = std::max<double>(dense.norm(), std::numeric_limits<Scalar>::min());
+    EXPECT_LE(double((rebuilt - dense).norm()), tol * denseNorm);
+  }
+};
+
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(FactoredSVDTest, Scalars);
+
+TYPED_TEST(FactoredSVDTest, RandomShapes) {
+  using S = TypeParam;
+  const std::vector<std::tuple<int, int, int>> shapes = {
+      {40, 30, 5}, {30, 40, 8}, {17, 23, 1}, {64, 64, 16}, {12, 9, 9},
+      {12, 9, 15}, {1, 20, 3},  {25, 1, 2},  {9, 12, 9},   {100, 7, 7}};
+  std::uint64_t seed = 1;
+  for (auto [out, in, r] : shapes) {
+    SCOPED_TRACE(testing::Message() << out << "x" << in << " r=" << r);
+    this->checkAgainstDense(gaussian<S>(out, r, seed), gaussian<S>(r, in, seed + 100), S(0.75));
+    ++seed;
+  }
+}
+
+TYPED_TEST(FactoredSVDTest, FreshAdapterWithZeroB) {
+  using S = TypeParam;
+  const Mat<S> B = Mat<S>::Zero(30, 6);
+  const Mat<S> A = gaussian<S>(6, 20, 5);
+  this->checkAgainstDense(B, A, S(2));
+  lora::linalg::FactoredSVD<S> svd(B, A, S(2));
+  EXPECT_TRUE(svd.singularValues().isZero(0));
+}
+
+TYPED_TEST(FactoredSVDTest, RankDeficientFactors) {
+  using S = TypeParam;
+  // A with two equal rows, B with a zero column and two proportional ones.
+  Mat<S> A = gaussian<S>(6, 25, 11);
+  A.row(3) = A.row(1);
+  Mat<S> B = gaussian<S>(18, 6, 12);
+  B.col(0).setZero();
+  B.col(5) = S(2) * B.col(4);
+  this->checkAgainstDense(B, A, S(1));
+  lora::linalg::FactoredSVD<S> svd(B, A);
+  // rank(B·A) <= 4 here: the last two singular values vanish (relative to σ_1).
+  EXPECT_LE(double(svd.singularValues()(4)), 10 * tolerance<S>() * double(svd.singularValues()(0)));
+}
+
+TYPED_TEST(FactoredSVDTest, RankOneAndFullRank) {
+  using S = TypeParam;
+  this->checkAgainstDense(gaussian<S>(33, 1, 21), gaussian<S>(1, 19, 22), S(3));
+  this->checkAgainstDense(gaussian<S>(19, 19, 23), gaussian<S>(19, 19, 24), S(0.5));
+}
+
+TYPED_TEST(FactoredSVDTest, TinyHugeAndNegativeScales) {
+  using S = TypeParam;
+  const Mat<S> B = gaussian<S>(24, 5, 31), A = gaussian<S>(5, 16, 32);
+  for (S s : {S(1e-30), S(1e30), S(-1.5)}) {
+    SCOPED_TRACE(testing::Message() << "scale " << s);
+    this->checkAgainstDense(B, A, s);
+  }
+  // Entries far from 1 on both sides: normalization keeps the core representable.
+  this->checkAgainstDense(Mat<S>(B * S(1e15)), Mat<S>(A * S(1e-15)), S(1));
+}
+
+TYPED_TEST(FactoredSVDTest, CoordinatesMapFactorsToSingularVectors) {
+  using S = TypeParam;
+  const Mat<S> B = gaussian<S>(30, 4, 41), A = gaussian<S>(4, 22, 42);
+  lora::linalg::FactoredSVD<S> svd(B, A, S(2));
+  const double tol = 100 * tolerance<S>();
+  EXPECT_LE(double((B * svd.coordinatesU() - svd.matrixU()).norm()), tol);
+  EXPECT_LE(double((A.transpose() * svd.coordinatesV() - svd.matrixV()).norm()), tol);
+}
+
+TYPED_TEST(FactoredSVDTest, ValuesOnlyAndBadInput) {
+  using S = TypeParam;
+  const Mat<S> B = gaussian<S>(10, 3, 51), A = gaussian<S>(3, 8, 52);
+  lora::linalg::FactoredSVD<S> valuesOnly(B, A, S(1), 0);
+  EXPECT_EQ(valuesOnly.singularValues().size(), 3);
+  EXPECT_THROW(
+      {
+        try {
+          (void)valuesOnly.matrixU();
+        } catch (const lora::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("FactoredSVD::matrixU()"), std::string::npos);
+          throw;
+        }
+      },
+      lora::Error);
+  lora::linalg::FactoredSVD<S> never;
+  EXPECT_THROW((void)never.singularValues(), lora::Error);
+
+  Mat<S> badA = gaussian<S>(4, 8, 53);
+  try {
+    lora::linalg::FactoredSVD<S> svd(B, badA);
+    FAIL() << "mismatched inner dimensions accepted";
+  } catch (const lora::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("FactoredSVD::compute()"), std::string::npos) << what;
+    EXPECT_NE(what.find("B 10x3 and A 4x8"), std::string::npos) << what;
+  }
+  Mat<S> nanB = B;
+  nanB(2, 1) = std::numeric_limits<S>::quiet_NaN();
+  EXPECT_THROW(lora::linalg::FactoredSVD<S>(nanB, A), lora::Error);
+  EXPECT_THROW(lora::linalg::FactoredSVD<S>(B, A, std::numeric_limits<S>::infinity()), lora::Error);
+  // A failed compute leaves an earlier result intact.
+  lora::linalg::FactoredSVD<S> svd(B, A);
+  const Vec<S> before = svd.singularValues();
+  EXPECT_THROW(svd.compute(nanB, A), lora::Error);
+  EXPECT_EQ(svd.singularValues(), before);
+}
+
+}  // namespace
