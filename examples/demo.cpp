@@ -64,15 +64,15 @@ int main() {
   fmt::print("training rank {} (alpha {}, scaling {}), PEFT default init (B = 0)\n", loraRank,
              layer.alpha(), layer.scaling());
   fmt::print("  step    0  loss {:.5f}\n", before);
-  const double lr = 0.05;
-  const int steps = 400;
+  const double lr = 2.0;
+  const int steps = 300;
   Mat Y;
   for (int step = 1; step <= steps; ++step) {
     layer.forward(X, Y);
     const Mat dY = (2.0 / static_cast<double>(Y.size())) * (Y - target);
     layer.backward(X, dY, lora::GradMode::Overwrite);
     layer.updateFactors(-lr * layer.gradA(), -lr * layer.gradB());
-    if (step % 100 == 0)
+    if (step % 50 == 0)
       fmt::print("  step {:4d}  loss {:.5f}\n", step, mse(layer.forward(X), target));
   }
   const double trained = mse(layer.forward(X), target);
@@ -87,6 +87,8 @@ int main() {
 
   // Shrink to the rank that keeps 90% of the energy.
   const Eigen::Index keep = lora::linalg::energyRank(sigma, 0.90);
+  fmt::print("  energy ranks: 90% -> {}, 99% -> {} (the planted rank is {})\n", keep,
+             lora::linalg::energyRank(sigma, 0.99), plantedRank);
   const auto report = layer.resize(keep);
   const double shrunk = mse(layer.forward(X), target);
   fmt::print("\nshrink to the 90%-energy rank: {} -> {}\n", report.oldRank, report.newRank);
