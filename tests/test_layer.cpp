@@ -71,6 +71,29 @@ TYPED_TEST(LayerTest, ForwardIsPeftFormulaInEveryLayout) {
   }
 }
 
+TYPED_TEST(LayerTest, AcceptsExpressionsAsInputs) {
+  using S = TypeParam;
+  auto layer = trainedLayer<S>(9, 7, 3, 6.0, lora::ScalingMode::Standard, 13);
+  Mat<S> W = gaussian<S>(9, 7, 1);
+  layer.bindBase(W);
+  const Mat<S> X = gaussian<S>(4, 7, 2);
+  // Constant, scaled and block expressions give what their evaluated matrices give.
+  EXPECT_LE(relErr<S>(layer.forward(Mat<S>::Ones(2, 7)), layer.forward(Mat<S>(Mat<S>::Ones(2, 7)))),
+            tolerance<S>());
+  EXPECT_LE(relErr<S>(layer.forward(S(2) * X), layer.forward(Mat<S>(S(2) * X))), tolerance<S>());
+  EXPECT_LE(
+      relErr<S>(layer.adapterForward(X.topRows(2)), layer.adapterForward(Mat<S>(X.topRows(2)))),
+      tolerance<S>());
+  Mat<S> dXfull = Mat<S>::Zero(6, 7);
+  layer.backward(S(1) * X, Mat<S>::Ones(4, 9), dXfull.topRows(4), lora::GradMode::Overwrite);
+  const Mat<S> gA = layer.gradA();
+  Mat<S> dX;
+  layer.backward(X, Mat<S>(Mat<S>::Ones(4, 9)), dX, lora::GradMode::Overwrite);
+  EXPECT_LE(relErr<S>(layer.gradA(), gA), tolerance<S>());
+  EXPECT_LE(relErr<S>(Mat<S>(dXfull.topRows(4)), dX), tolerance<S>());
+  EXPECT_TRUE(dXfull.bottomRows(2).isZero(0));
+}
+
 TYPED_TEST(LayerTest, FreshLayersFollowTheirInitializer) {
   using S = TypeParam;
   lora::Layer<S> a(30, 400, {.rank = 8, .alpha = 16, .seed = 9});

@@ -20,14 +20,16 @@ class PeftAdapterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     m_dir = fs::temp_directory_path() /
-            ("lorapp_adapter_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+            ("lorapp_adapter_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+             "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(m_dir);
     fs::create_directories(m_dir);
   }
   void TearDown() override { fs::remove_all(m_dir); }
 
-  void writeConfig(const std::string& json) const { std::ofstream(m_dir / "adapter_config.json") << json; }
+  void writeConfig(const std::string& json) const {
+    std::ofstream(m_dir / "adapter_config.json") << json;
+  }
   void expectLoadError(std::initializer_list<std::string> fragments) const {
     try {
       (void)lora::PeftAdapter<float>::load(m_dir);
@@ -45,7 +47,8 @@ class PeftAdapterTest : public ::testing::Test {
   fs::path m_dir;
 };
 
-constexpr const char* kConfig = R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": false,
+constexpr const char* kConfig =
+    R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": false,
   "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"v_proj": 2}, "alpha_pattern": {}})";
 
 TEST_F(PeftAdapterTest, LoadsModulesWithPatternRanks) {

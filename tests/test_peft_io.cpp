@@ -17,6 +17,7 @@
 #include "lora/error.hpp"
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/safetensors.hpp"
+#include "support/errors.hpp"
 #include "support/fixtures.hpp"
 
 namespace {
@@ -30,19 +31,7 @@ constexpr std::string_view kPrefix = "base_model.model.";
 constexpr std::string_view kLoraA = ".lora_A.weight";
 constexpr std::string_view kLoraB = ".lora_B.weight";
 
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lora::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not a lora::Error: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-#define EXPECT_CONTAINS(text, word) \
-  EXPECT_NE(std::string(text).find(word), std::string::npos) << "in message: " << (text)
+using lora::test::errorOf;
 
 std::vector<fs::path> variantDirs() {
   std::vector<fs::path> out;

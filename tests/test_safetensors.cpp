@@ -21,6 +21,7 @@
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
 #include "lora/io/safetensors.hpp"
+#include "support/errors.hpp"
 
 #if __has_include(<sys/resource.h>) && __has_include(<csignal>)
 #include <sys/resource.h>
@@ -52,20 +53,7 @@ float floatOf(std::uint32_t u) {
   return std::bit_cast<float>(u);
 }
 
-// The message of the lora::Error thrown by f, or a marker when none is thrown.
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lora::Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<not a lora::Error: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
-
-#define EXPECT_CONTAINS(text, word) \
-  EXPECT_NE(std::string(text).find(word), std::string::npos) << "in message: " << (text)
+using lora::test::errorOf;
 
 // ---------------------------------------------------------------------------------------------
 // half.hpp

@@ -145,7 +145,7 @@ class Layer {
     m_base.visit([&](const auto& W) {
       Y.noalias() = X * W.transpose();
       if (!m_merged) {
-        const Matrix T = scalingScalar() * (X * m_A.transpose());
+        const Matrix T = scaledProjection(X);
         Y.noalias() += T * m_B.transpose();
         if (isDora()) Y.array().rowwise() *= doraScale(W).transpose().array();
       }
@@ -164,7 +164,7 @@ class Layer {
   template <typename DerivedX>
   Matrix adapterForward(const Eigen::MatrixBase<DerivedX>& X) const {
     checkInput("Layer::adapterForward", X);
-    const Matrix T = scalingScalar() * (X * m_A.transpose());
+    const Matrix T = scaledProjection(X);
     return T * m_B.transpose();
   }
 
@@ -407,6 +407,15 @@ class Layer {
 
   Scalar scalingScalar() const noexcept { return static_cast<Scalar>(scaling()); }
 
+  /// s (X A^T), N x r. The product is evaluated first and scaled in place (see backwardImpl).
+  template <typename DerivedX>
+  Matrix scaledProjection(const Eigen::MatrixBase<DerivedX>& X) const {
+    Matrix T;
+    T.noalias() = X * m_A.transpose();
+    T *= scalingScalar();
+    return T;
+  }
+
   init::Request<Scalar> request(Index rank, double alpha) const {
     return init::Request<Scalar>{m_out, m_in, rank, alpha, m_mode};
   }
@@ -490,8 +499,14 @@ class Layer {
     const Scalar s = scalingScalar();
     const Matrix T = X * m_A.transpose();  // N x r
     G.noalias() = dY * m_B;                // N x r
-    Matrix gB = s * (dY.transpose() * T);
-    Matrix gA = s * (G.transpose() * X);
+    // Products are evaluated first and scaled in place: Eigen 3.4 cannot fold a scalar into a
+    // product whose operand is a constant expression (e.g. X = MatrixXf::Ones(...)).
+    Matrix gB;
+    gB.noalias() = dY.transpose() * T;
+    gB *= s;
+    Matrix gA;
+    gA.noalias() = G.transpose() * X;
+    gA *= s;
     if (mode == GradMode::Accumulate) {
       gA += m_gradA;
       gB += m_gradB;
