@@ -63,6 +63,19 @@ TEST(Rng, MomentsOfTheDistributions) {
   EXPECT_NEAR(vn, 4.0, 0.05);
 }
 
+TEST(Rng, FillRejectsBadParameters) {
+  lora::Rng rng(1);
+  Eigen::MatrixXd m(2, 3);
+  m.setConstant(7.0);
+  EXPECT_THROW(lora::fillUniform(m, rng, 1.0, -1.0), lora::Error);
+  EXPECT_THROW(lora::fillNormal(m, rng, 0.0, -1.0), lora::Error);
+  EXPECT_THROW(lora::fillNormal(m, rng, std::numeric_limits<double>::quiet_NaN(), 1.0),
+               lora::Error);
+  EXPECT_TRUE((m.array() == 7.0).all());  // untouched
+  lora::fillUniform(m, rng, -1.0, 1.0);
+  EXPECT_TRUE((m.array().abs() < 1.0).all());
+}
+
 TEST(PortableLog, AgreesWithTheLibraryToAnUlp) {
   lora::Rng rng(3);
   for (int i = 0; i < 100000; ++i) {

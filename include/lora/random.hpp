@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 
 #include "lora/detail/portable_math.hpp"
+#include "lora/error.hpp"
 
 namespace lora {
 
@@ -58,7 +59,7 @@ class Rng {
   /// Uniform double in [0, 1) with 53 random bits.
   double uniform01() noexcept { return static_cast<double>((*this)() >> 11) * 0x1.0p-53; }
 
-  /// Uniform double in [lo, hi).
+  /// Uniform double in [lo, hi) (lo <= hi, finite; not checked here: a per-draw primitive).
   LORA_NO_FP_CONTRACT_FN double uniform(double lo, double hi) noexcept {
     LORA_NO_FP_CONTRACT_BODY
     const double u = uniform01();
@@ -120,6 +121,8 @@ class Rng {
 template <typename Derived>
 void fillUniform(Eigen::DenseBase<Derived>& m, Rng& rng, double lo, double hi) {
   using Scalar = typename Derived::Scalar;
+  if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= hi))
+    detail::fail("fillUniform", "expected finite bounds with lo <= hi, got [{}, {}]", lo, hi);
   for (Eigen::Index i = 0; i < m.rows(); ++i)
     for (Eigen::Index j = 0; j < m.cols(); ++j) m(i, j) = static_cast<Scalar>(rng.uniform(lo, hi));
 }
@@ -128,6 +131,10 @@ void fillUniform(Eigen::DenseBase<Derived>& m, Rng& rng, double lo, double hi) {
 template <typename Derived>
 void fillNormal(Eigen::DenseBase<Derived>& m, Rng& rng, double mean, double stddev) {
   using Scalar = typename Derived::Scalar;
+  if (!(std::isfinite(mean) && std::isfinite(stddev) && stddev >= 0.0))
+    detail::fail("fillNormal",
+                 "expected a finite mean and a finite stddev >= 0, got mean {} and stddev {}", mean,
+                 stddev);
   for (Eigen::Index i = 0; i < m.rows(); ++i)
     for (Eigen::Index j = 0; j < m.cols(); ++j)
       m(i, j) = static_cast<Scalar>(rng.normal(mean, stddev));
