@@ -122,6 +122,19 @@ struct LayerFixture {
   }
 };
 
+enum class Pass { Forward, ForwardBackward, ForwardBackwardInput };
+
+// One call of the layer: forward, plus backward for dA and dB, plus dX.
+void runPass(LayerFixture& f, Pass pass) {
+  f.layer.forward(f.X, f.Y);
+  if (pass == Pass::ForwardBackward) f.layer.backward(f.X, f.dY, lora::GradMode::Overwrite);
+  if (pass == Pass::ForwardBackwardInput)
+    f.layer.backward(f.X, f.dY, f.dX, lora::GradMode::Overwrite);
+  benchmark::DoNotOptimize(f.Y.data());
+  benchmark::DoNotOptimize(f.dX.data());
+  benchmark::DoNotOptimize(f.layer.gradA().data());
+}
+
 // Baseline: the frozen layer alone, Y = X W^T.
 void BM_BaseGemm(benchmark::State& state) {
   LayerFixture f(state);
@@ -132,48 +145,31 @@ void BM_BaseGemm(benchmark::State& state) {
   f.setCounters(state, 1);
 }
 
-void BM_LayerForward(benchmark::State& state) {
+template <Pass P>
+void BM_Layer(benchmark::State& state) {
   LayerFixture f(state);
-  for (auto _ : state) {
-    f.layer.forward(f.X, f.Y);
-    benchmark::DoNotOptimize(f.Y.data());
-  }
-  f.setCounters(state, 1);
-}
-
-void BM_LayerForwardBackward(benchmark::State& state) {
-  LayerFixture f(state);
-  for (auto _ : state) {
-    f.layer.forward(f.X, f.Y);
-    f.layer.backward(f.X, f.dY, lora::GradMode::Overwrite);
-    benchmark::DoNotOptimize(f.Y.data());
-    benchmark::DoNotOptimize(f.layer.gradA().data());
-  }
-  f.setCounters(state, 1);
-}
-
-void BM_LayerForwardBackwardInput(benchmark::State& state) {
-  LayerFixture f(state);
-  for (auto _ : state) {
-    f.layer.forward(f.X, f.Y);
-    f.layer.backward(f.X, f.dY, f.dX, lora::GradMode::Overwrite);
-    benchmark::DoNotOptimize(f.Y.data());
-    benchmark::DoNotOptimize(f.dX.data());
-  }
-  f.setCounters(state, 2);
+  for (auto _ : state) runPass(f, P);
+  f.setCounters(state, P == Pass::ForwardBackwardInput ? 2 : 1);
 }
 
 BENCHMARK(BM_BaseGemm)->Args({512, 4096, 16})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LayerForward)->Args({512, 4096, 16})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LayerForwardBackward)->Args({512, 4096, 16})->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LayerForwardBackwardInput)->Args({512, 4096, 16})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Layer<Pass::Forward>)
+    ->Name("BM_LayerForward")
+    ->Args({512, 4096, 16})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Layer<Pass::ForwardBackward>)
+    ->Name("BM_LayerForwardBackward")
+    ->Args({512, 4096, 16})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Layer<Pass::ForwardBackwardInput>)
+    ->Name("BM_LayerForwardBackwardInput")
+    ->Args({512, 4096, 16})
+    ->Unit(benchmark::kMillisecond);
 
 // ---- the same ratios, measured interleaved ------------------------------------------------------
 // On a shared machine the clock drifts by several percent between benchmarks run one after the
 // other. Here every iteration times the base GEMM and then the layer call back to back, and the
 // counter `ratio` is Σ t_layer / Σ t_base over all iterations: the figure docs/performance.md uses.
-
-enum class Pass { Forward, ForwardBackward, ForwardBackwardInput };
 
 void BM_RatioToBaseGemm(benchmark::State& state) {
   LayerFixture f(state);
@@ -185,12 +181,7 @@ void BM_RatioToBaseGemm(benchmark::State& state) {
     f.Y.noalias() = f.X * f.W.transpose();
     benchmark::DoNotOptimize(f.Y.data());
     const auto t1 = Clock::now();
-    f.layer.forward(f.X, f.Y);
-    if (pass == Pass::ForwardBackward) f.layer.backward(f.X, f.dY, lora::GradMode::Overwrite);
-    if (pass == Pass::ForwardBackwardInput)
-      f.layer.backward(f.X, f.dY, f.dX, lora::GradMode::Overwrite);
-    benchmark::DoNotOptimize(f.Y.data());
-    benchmark::DoNotOptimize(f.dX.data());
+    runPass(f, pass);
     const auto t2 = Clock::now();
     base += std::chrono::duration<double>(t1 - t0).count();
     layer += std::chrono::duration<double>(t2 - t1).count();
