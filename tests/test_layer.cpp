@@ -333,6 +333,47 @@ TYPED_TEST(LayerTest, GrowKeepsTheDeltaAndTheOutput) {
   EXPECT_LE(relErr<S>(keep.deltaWeight(), d1), 10 * tolerance<S>());
 }
 
+TYPED_TEST(LayerTest, KeepDirectionsKeepsTheChosenTriplets) {
+  using S = TypeParam;
+  auto layer = trainedLayer<S>(26, 18, 6, 12.0, lora::ScalingMode::Standard, 77);
+  const Mat<S> oldA = layer.A(), oldB = layer.B();
+  Eigen::BDCSVD<Mat<S>> ref(layer.deltaWeight(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const auto& sv = ref.singularValues();
+  // Keep the 1st and 4th largest (not a prefix): Σ over {0, 3} of σ_i u_i v_i^T.
+  const Mat<S> want = sv(0) * ref.matrixU().col(0) * ref.matrixV().col(0).transpose() +
+                      sv(3) * ref.matrixU().col(3) * ref.matrixV().col(3).transpose();
+  auto report = layer.keepDirections({3, 0});
+  EXPECT_EQ(layer.rank(), 2);
+  EXPECT_LE(relErr<S>(layer.deltaWeight(), want), 10 * tolerance<S>());
+  ASSERT_EQ(report.discarded.size(), 4);
+  EXPECT_NEAR(double(report.discarded(0)), double(sv(1)), 10 * tolerance<S>() * double(sv(0)));
+  const double energy = double(sv(0) * sv(0) + sv(3) * sv(3)) / double(sv.squaredNorm());
+  EXPECT_NEAR(report.retainedEnergy, energy, 10 * tolerance<S>());
+  EXPECT_LE(relErr<S>(Mat<S>(report.transformA * oldA), layer.A()), 100 * tolerance<S>());
+  EXPECT_LE(relErr<S>(Mat<S>(oldB * report.transformB), layer.B()), 100 * tolerance<S>());
+  // Keeping the top k is exactly resize(k).
+  auto a = trainedLayer<S>(26, 18, 6, 12.0, lora::ScalingMode::Standard, 78);
+  auto b = a;
+  a.keepDirections({0, 1, 2});
+  b.resize(3);
+  EXPECT_EQ(a.A(), b.A());
+  EXPECT_EQ(a.B(), b.B());
+  // Bad selections change nothing.
+  const Mat<S> A0 = a.A();
+  EXPECT_THROW(a.keepDirections({}), lora::Error);
+  EXPECT_THROW(a.keepDirections({0, 0}), lora::Error);
+  try {
+    a.keepDirections({1, 3});
+    ADD_FAILURE() << "index out of range accepted";
+  } catch (const lora::Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("Layer::keepDirections(): expected indices in [0, 3), got 3"),
+        std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(a.A(), A0);
+}
+
 TYPED_TEST(LayerTest, ShrinkingAFreshAdapterKeepsItTrainable) {
   using S = TypeParam;
   lora::Layer<S> layer(16, 12, {.rank = 6, .alpha = 12, .seed = 3});

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -268,14 +270,7 @@ class Layer {
     if (m_merged)
       detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     const Index r = rank();
-    ResizeReport<Scalar> report;
-    report.oldRank = r;
-    report.newRank = newRank;
-    report.oldAlpha = m_alpha;
-    report.oldScaling = scaling();
-    const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
-    report.newAlpha = keepScaling ? alphaFor(report.oldScaling, newRank, m_mode) : m_alpha;
-    report.newScaling = keepScaling ? report.oldScaling : scalingFor(m_alpha, newRank, m_mode);
+    ResizeReport<Scalar> report = reportFor(newRank, options);
     if (newRank == r) {
       report.transformA = Matrix::Identity(r, r);
       report.transformB = Matrix::Identity(r, r);
@@ -284,6 +279,7 @@ class Layer {
     Rng rng = m_rng;  // committed only on success
     Matrix newA(newRank, m_in), newB(m_out, newRank);
     if (newRank > r) {
+      const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
       const Scalar carry =
           keepScaling ? Scalar(1) : static_cast<Scalar>(report.oldScaling / report.newScaling);
       init::Factors<Scalar> fresh = m_init.initialize(request(newRank, report.newAlpha), rng);
@@ -294,15 +290,42 @@ class Layer {
       report.transformA = Matrix::Identity(newRank, r);
       report.transformB = carry * Matrix::Identity(r, newRank);
     } else {
-      shrinkFactors(report, rng, options.split, newA, newB);
+      const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+      std::vector<Index> top(static_cast<std::size_t>(std::min(newRank, svd.size())));
+      std::iota(top.begin(), top.end(), Index{0});
+      keepTriplets(report, svd, top, rng, options.split, newA, newB);
     }
-    checkFinite(where, newA, newB);
-    // Commit (no throwing operation below).
-    m_A.swap(newA);
-    m_B.swap(newB);
-    m_alpha = report.newAlpha;
-    m_rng = rng;
-    zeroGrad();
+    commit(where, report, rng, newA, newB);
+    return report;
+  }
+
+  /// Keeps the singular triplets of s·B·A with the given indices (into the decreasing spectrum,
+  /// 0-based, distinct, in any order) and drops the others: the new rank is keep.size() and
+  /// s·B·A becomes Σ_{i in keep} σ_i u_i v_i^T. The pruning step of AdaLoRA-style allocation,
+  /// which keeps the most *important* triplets rather than the largest. Options, alpha
+  /// bookkeeping, report and change of basis as for resize().
+  ResizeReport<Scalar> keepDirections(const std::vector<Index>& keep,
+                                      const ResizeOptions& options = {}) {
+    constexpr const char* where = "Layer::keepDirections";
+    if (m_merged)
+      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+    if (keep.empty()) detail::fail(where, "expected at least one direction to keep, got none");
+    const Index available = std::min({rank(), m_out, m_in});  // singular values of s·B·A
+    std::vector<bool> seen(static_cast<std::size_t>(available), false);
+    for (Index i : keep) {
+      if (i < 0 || i >= available)
+        detail::fail(where, "expected indices in [0, {}), got {}", available, i);
+      if (seen[static_cast<std::size_t>(i)])
+        detail::fail(where, "expected distinct indices, got {} twice", i);
+      seen[static_cast<std::size_t>(i)] = true;
+    }
+    const Index newRank = static_cast<Index>(keep.size());
+    ResizeReport<Scalar> report = reportFor(newRank, options);
+    const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+    Rng rng = m_rng;
+    Matrix newA(newRank, m_in), newB(m_out, newRank);
+    keepTriplets(report, svd, keep, rng, options.split, newA, newB);
+    commit(where, report, rng, newA, newB);
     return report;
   }
 
@@ -551,53 +574,92 @@ class Layer {
     return c;
   }
 
-  void shrinkFactors(ResizeReport<Scalar>& report, Rng& rng, SigmaSplit split, Matrix& newA,
-                     Matrix& newB) const {
+  /// The report's rank and alpha bookkeeping for a change to \p newRank.
+  ResizeReport<Scalar> reportFor(Index newRank, const ResizeOptions& options) const {
+    ResizeReport<Scalar> report;
+    report.oldRank = rank();
+    report.newRank = newRank;
+    report.oldAlpha = m_alpha;
+    report.oldScaling = scaling();
+    const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
+    report.newAlpha = keepScaling ? alphaFor(report.oldScaling, newRank, m_mode) : m_alpha;
+    report.newScaling = keepScaling ? report.oldScaling : scalingFor(m_alpha, newRank, m_mode);
+    return report;
+  }
+
+  /// Checks the new factors and takes them (nothing below the check throws).
+  void commit(const char* where, const ResizeReport<Scalar>& report, const Rng& rng, Matrix& newA,
+              Matrix& newB) {
+    checkFinite(where, newA, newB);
+    m_A.swap(newA);
+    m_B.swap(newB);
+    m_alpha = report.newAlpha;
+    m_rng = rng;
+    zeroGrad();
+  }
+
+  /// New factors from the chosen singular triplets of s·B·A: row j of A is dA_j v_{keep[j]}^T,
+  /// column j of B is dB_j u_{keep[j]}, with dA_j dB_j = σ_{keep[j]} / s_new split per \p split.
+  /// Rows beyond keep.size() (a rank above the number of singular values) come from the
+  /// initializer with zero columns in B.
+  void keepTriplets(ResizeReport<Scalar>& report, const linalg::FactoredSVD<Scalar>& svd,
+                    const std::vector<Index>& keep, Rng& rng, SigmaSplit split, Matrix& newA,
+                    Matrix& newB) const {
     const Index r = rank();
     const Index k = report.newRank;
-    const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+    const Index kept = static_cast<Index>(keep.size());
     const Vector& sigma = svd.singularValues();
-    const Index kept = std::min(k, sigma.size());
     report.singularValues = sigma;
-    report.discarded = sigma.tail(sigma.size() - kept);
+    std::vector<bool> chosen(static_cast<std::size_t>(sigma.size()), false);
+    for (Index i : keep) chosen[static_cast<std::size_t>(i)] = true;
+    report.discarded.resize(sigma.size() - kept);
+    double keptEnergy = 0.0;
+    for (Index i = 0, d = 0; i < sigma.size(); ++i) {
+      if (chosen[static_cast<std::size_t>(i)]) {
+        keptEnergy += static_cast<double>(sigma(i)) * static_cast<double>(sigma(i));
+      } else {
+        report.discarded(d++) = sigma(i);
+      }
+    }
     const double total = sigma.template cast<double>().squaredNorm();
-    report.retainedEnergy =
-        total > 0.0 ? sigma.head(kept).template cast<double>().squaredNorm() / total : 1.0;
+    report.retainedEnergy = total > 0.0 ? keptEnergy / total : 1.0;
 
-    // Split σ_i / s_new between the sides: A row i = dA_i v_i^T, B column i = dB_i u_i.
     Vector dA(kept), dB(kept);
     const double sNew = report.newScaling;
     const double tiny = static_cast<double>(std::numeric_limits<Scalar>::epsilon()) *
                         static_cast<double>(sigma.size() > 0 ? sigma(0) : Scalar(0));
-    for (Index i = 0; i < kept; ++i) {
-      const double value = static_cast<double>(sigma(i));
+    for (Index j = 0; j < kept; ++j) {
+      const double value = static_cast<double>(sigma(keep[static_cast<std::size_t>(j)]));
       if (value <= tiny) {  // a null direction: unit row in A, zero column in B
-        dA(i) = Scalar(1);
-        dB(i) = Scalar(0);
+        dA(j) = Scalar(1);
+        dB(j) = Scalar(0);
         continue;
       }
       const double c = value / sNew;
       switch (split) {
         case SigmaSplit::Balanced:
-          dA(i) = dB(i) = static_cast<Scalar>(std::sqrt(c));
+          dA(j) = dB(j) = static_cast<Scalar>(std::sqrt(c));
           break;
         case SigmaSplit::IntoA:
-          dA(i) = static_cast<Scalar>(c);
-          dB(i) = Scalar(1);
+          dA(j) = static_cast<Scalar>(c);
+          dB(j) = Scalar(1);
           break;
         case SigmaSplit::IntoB:
-          dA(i) = Scalar(1);
-          dB(i) = static_cast<Scalar>(c);
+          dA(j) = Scalar(1);
+          dB(j) = static_cast<Scalar>(c);
           break;
       }
     }
-    newA.topRows(kept) = dA.asDiagonal() * svd.matrixV().leftCols(kept).transpose();
-    newB.leftCols(kept) = svd.matrixU().leftCols(kept) * dB.asDiagonal();
+    const Matrix coordsU = svd.coordinatesU(), coordsV = svd.coordinatesV();
     report.transformA = Matrix::Zero(k, r);
     report.transformB = Matrix::Zero(r, k);
-    report.transformA.topRows(kept) =
-        dA.asDiagonal() * svd.coordinatesV().leftCols(kept).transpose();
-    report.transformB.leftCols(kept) = svd.coordinatesU().leftCols(kept) * dB.asDiagonal();
+    for (Index j = 0; j < kept; ++j) {
+      const Index i = keep[static_cast<std::size_t>(j)];
+      newA.row(j) = dA(j) * svd.matrixV().col(i).transpose();
+      newB.col(j) = dB(j) * svd.matrixU().col(i);
+      report.transformA.row(j) = dA(j) * coordsV.col(i).transpose();
+      report.transformB.col(j) = dB(j) * coordsU.col(i);
+    }
     if (kept < k) {  // r > min(out, in) and k above the number of singular values
       init::Factors<Scalar> fresh = m_init.initialize(request(k, report.newAlpha), rng);
       newA.bottomRows(k - kept) = fresh.A.bottomRows(k - kept);
