@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lora/error.hpp"
+#include "lora/scaling.hpp"
 
 namespace lora {
 namespace {
@@ -281,9 +282,8 @@ double AdapterConfig::scalingFor(std::string_view module) const {
   if (rank <= 0) {
     fail("AdapterConfig::scalingFor", "expected a positive rank for '{}', got {}", module, rank);
   }
-  const double alpha = alphaFor(module);
-  return useRslora ? alpha / std::sqrt(static_cast<double>(rank))
-                   : alpha / static_cast<double>(rank);
+  return lora::scalingFor(alphaFor(module), rank,
+                          useRslora ? ScalingMode::RsLora : ScalingMode::Standard);
 }
 
 bool AdapterConfig::targets(std::string_view module) const {

@@ -118,7 +118,6 @@ class FactoredSVD {
     } else {
       m_matrixV.resize(0, 0);
     }
-    m_rank = r;
     m_initialized = true;
     return *this;
   }
@@ -159,7 +158,7 @@ class FactoredSVD {
   /// Number of singular values, min(r, out, in).
   Index size() const { return m_singularValues.size(); }
   /// The factors' inner dimension r.
-  Index factorRank() const { return m_rank; }
+  Index factorRank() const { return m_rB.cols(); }
   /// Eigen::Success, or Eigen::NoConvergence if the core SVD did not converge.
   Eigen::ComputationInfo info() const {
     requireComputed("FactoredSVD::info");
@@ -187,7 +186,6 @@ class FactoredSVD {
   Matrix m_rB, m_rA, m_coreU, m_coreV, m_matrixU, m_matrixV;
   Vector m_singularValues;
   RealScalar m_normB = 1, m_normA = 1;
-  Index m_rank = 0;
   Eigen::ComputationInfo m_info = Eigen::Success;
   bool m_computedU = false, m_computedV = false, m_initialized = false;
 };
