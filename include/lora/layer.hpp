@@ -89,6 +89,46 @@ class Layer {
     zeroGrad();
   }
 
+  /// A fresh layer built on the caller's base weight \p weight (out x in) and optional \p bias,
+  /// bound as by bindBase(). The initializer sees W (PiSSA, OLoRA, MiLoRA, ... read it); when its
+  /// factors ask for it (BaseUpdate::SubtractDelta), W becomes the residual W − s·B·A in place, so
+  /// the model's output is unchanged, and W must then be writable. Nothing is changed if it throws.
+  ///
+  /// \code
+  /// Eigen::MatrixXf W = ...;  // 4096 x 4096, becomes the PiSSA residual
+  /// lora::Layer<float> layer(W, {.rank = 16, .alpha = 16}, lora::init::Pissa{});
+  /// \endcode
+  Layer(BaseWeight<Scalar> weight, const LayerOptions& options,
+        Initializer initializer = init::PeftDefault{}, BaseBias<Scalar> bias = {})
+      : m_out(weight.rows()),
+        m_in(weight.cols()),
+        m_alpha(options.alpha),
+        m_mode(options.scaling),
+        m_init(std::move(initializer)),
+        m_rng(options.seed) {
+    constexpr const char* where = "Layer::Layer";
+    if (weight.empty()) detail::fail(where, "expected a base weight view, got an empty one");
+    checkRank(where, options.rank);
+    checkAlpha(where, options.alpha);
+    if (!bias.empty() && bias.size() != m_out)
+      detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
+    init::Request<Scalar> req = request(options.rank, options.alpha);
+    req.weight = weight;
+    init::Factors<Scalar> f = m_init.initialize(req, m_rng);
+    checkFinite(where, f.A, f.B);
+    if (f.baseUpdate == init::BaseUpdate::SubtractDelta && !weight.writable())
+      detail::fail(where,
+                   "expected a writable base weight (initializer '{}' subtracts s·B·A from it), "
+                   "got a read-only view",
+                   m_init.name());
+    init::applyBaseUpdate(weight, f, scaling());  // last: nothing above mutates W
+    m_A = std::move(f.A);
+    m_B = std::move(f.B);
+    m_base = weight;
+    m_bias = bias;
+    zeroGrad();
+  }
+
   /// A layer from existing factors A (r x in) and B (out x r).
   template <typename DerivedA, typename DerivedB>
   static Layer fromFactors(const Eigen::MatrixBase<DerivedA>& A,
@@ -281,9 +321,8 @@ class Layer {
       const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
       const Scalar carry =
           keepScaling ? Scalar(1) : static_cast<Scalar>(report.oldScaling / report.newScaling);
-      init::Factors<Scalar> fresh = m_init.initialize(request(newRank, report.newAlpha), rng);
       newA.topRows(r) = m_A;
-      newA.bottomRows(newRank - r) = fresh.A.bottomRows(newRank - r);
+      newA.bottomRows(newRank - r) = growRows(newRank, newRank - r, report.newAlpha, rng);
       newB.leftCols(r) = keepScaling ? m_B : Matrix(carry * m_B);
       newB.rightCols(newRank - r).setZero();
       report.transformA = Matrix::Identity(newRank, r);
@@ -439,7 +478,13 @@ class Layer {
   }
 
   init::Request<Scalar> request(Index rank, double alpha) const {
-    return init::Request<Scalar>{m_out, m_in, rank, alpha, m_mode};
+    init::Request<Scalar> req;
+    req.outFeatures = m_out;
+    req.inFeatures = m_in;
+    req.rank = rank;
+    req.alpha = alpha;
+    req.scaling = m_mode;
+    return req;
   }
 
   static void checkRank(const char* where, Index rank) {
@@ -660,10 +705,19 @@ class Layer {
       report.transformB.col(j) = dB(j) * coordsU.col(i);
     }
     if (kept < k) {  // r > min(out, in) and k above the number of singular values
-      init::Factors<Scalar> fresh = m_init.initialize(request(k, report.newAlpha), rng);
-      newA.bottomRows(k - kept) = fresh.A.bottomRows(k - kept);
+      newA.bottomRows(k - kept) = growRows(k, k - kept, report.newAlpha, rng);
       newB.rightCols(k - kept).setZero();
     }
+  }
+
+  /// The last \p count rows of a fresh rank-\p rank A for a grow, drawn from the layer's stream.
+  /// A data-dependent initializer (PiSSA, LoRA-GA, EVA, ...) is not re-run: its data belongs to
+  /// the moment of construction. New rows then follow PeftDefault's distribution.
+  Matrix growRows(Index rank, Index count, double alpha, Rng& rng) const {
+    const init::Request<Scalar> req = request(rank, alpha);
+    init::Factors<Scalar> fresh = m_init.dataDependent() ? init::PeftDefault{}.initialize(req, rng)
+                                                         : m_init.initialize(req, rng);
+    return fresh.A.bottomRows(count);
   }
 
   Index m_out = 0, m_in = 0;

@@ -1,0 +1,33 @@
+#pragma once
+/// \file orthogonal.hpp
+/// \brief A random matrix with orthonormal rows or columns, as torch.nn.init.orthogonal_ draws it.
+
+#include <Eigen/Core>
+#include <Eigen/QR>
+
+#include "lora/random.hpp"
+
+namespace lora::detail {
+
+/// rows x cols with orthonormal rows (rows <= cols) or columns (rows > cols), times \p gain.
+/// torch.nn.init.orthogonal_: QR of a standard normal matrix (transposed when rows < cols), Q's
+/// columns multiplied by sign(diag(R)) so Q is Haar-distributed, then transposed back.
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> orthogonalMatrix(Eigen::Index rows,
+                                                                       Eigen::Index cols,
+                                                                       double gain, Rng& rng) {
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
+  const bool wide = rows < cols;
+  Matrix G(wide ? cols : rows, wide ? rows : cols);  // tall: QR gives orthonormal columns
+  fillNormal(G, rng, 0.0, 1.0);
+  const Eigen::HouseholderQR<Matrix> qr(G);
+  Matrix Q = qr.householderQ() * Matrix::Identity(G.rows(), G.cols());
+  const Matrix R = qr.matrixQR().topRows(G.cols()).template triangularView<Eigen::Upper>();
+  for (Eigen::Index j = 0; j < Q.cols(); ++j)
+    if (R(j, j) < 0) Q.col(j) = -Q.col(j);
+  Q *= gain;
+  if (wide) return Q.transpose().template cast<Scalar>();
+  return Q.template cast<Scalar>();
+}
+
+}  // namespace lora::detail
