@@ -84,6 +84,11 @@ class Layer {
     checkAlpha(where, options.alpha);
     init::Factors<Scalar> f = m_init.initialize(request(options.rank, options.alpha), m_rng);
     checkFinite(where, f.A, f.B);
+    if (f.baseUpdate == init::BaseUpdate::SubtractDelta)
+      detail::fail(where,
+                   "expected a base weight for initializer '{}', which subtracts s·B·A from it "
+                   "(build the Layer on its base weight), got none",
+                   m_init.name());
     m_A = std::move(f.A);
     m_B = std::move(f.B);
     zeroGrad();
@@ -121,7 +126,7 @@ class Layer {
                    "expected a writable base weight (initializer '{}' subtracts s·B·A from it), "
                    "got a read-only view",
                    m_init.name());
-    init::applyBaseUpdate(weight, f, scaling());  // last: nothing above mutates W
+    init::applyBaseUpdate(weight, f, req.scalingFactor());  // last: nothing above mutates W
     m_A = std::move(f.A);
     m_B = std::move(f.B);
     m_base = weight;
