@@ -1,6 +1,7 @@
 // Layers loaded from the PEFT fixtures compute what PEFT computed: forward on the recorded cases,
 // merge_and_unload, and an 8-step float64 SGD trace. Reads LORA_PEFT_FIXTURES; discovers modules,
 // shapes, ranks and values from the files.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -9,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "lora/init/gaussian.hpp"
 #include "lora/io/peft_adapter.hpp"
 #include "support/fixtures.hpp"
 
@@ -170,6 +172,58 @@ TEST(PeftTrace, SgdReproducesEveryLossAndTheFinalAdapter) {
               1e-10);
     EXPECT_LE(relErr(layers[i].B(), finalAdapter.matrix<double>(names[i] + ".lora_B.weight")),
               1e-10);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// PEFT's init_lora_weights="gaussian" right after initialisation: A ~ N(0, (1/r)²), B = 0, and
+// the base weight untouched. Pooled over every module (A·r is standard normal): the pooled std is
+// within 6 standard errors of 1, so 1/r is told apart from e.g. kaiming's 1/sqrt(3·in).
+// init::Gaussian's draws for the same shapes pass the same check.
+TEST(PeftInit, GaussianInitStatisticsMatchPeft) {
+  const fs::path dir = lora::test::fixtureDir() / "gaussian";
+  const auto config = lora::AdapterConfig::load(dir);
+  const auto init = lora::SafeTensorsReader::open(dir / "init_adapter.safetensors");
+  const auto base =
+      lora::SafeTensorsReader::open(lora::test::fixtureDir() / "base_model.safetensors");
+  const auto residual = lora::SafeTensorsReader::open(dir / "residual.safetensors");
+  const std::string suffix = ".lora_A.weight";
+  std::vector<double> peft, ours;
+  lora::Rng rng(2024);
+  for (const std::string& key : init.names()) {
+    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string module = key.substr(0, key.size() - suffix.size());
+    SCOPED_TRACE(module);
+    const int r = config.rankFor(module);
+    const Eigen::MatrixXd A = init.matrix<double>(key);
+    const Eigen::MatrixXd B = init.matrix<double>(module + ".lora_B.weight");
+    const Eigen::MatrixXd W = base.matrix<double>(module + ".weight");
+    ASSERT_EQ(A.rows(), r);
+    ASSERT_EQ(A.cols(), W.cols());
+    ASSERT_EQ(B.rows(), W.rows());
+    EXPECT_EQ(B.norm(), 0.0);
+    EXPECT_TRUE(residual.matrix<double>(module + ".weight") == W);
+    for (Eigen::Index i = 0; i < A.size(); ++i) peft.push_back(A.data()[i] * r);
+    lora::init::Request<double> req;
+    req.outFeatures = W.rows();
+    req.inFeatures = W.cols();
+    req.rank = r;
+    const auto f = lora::init::Gaussian{}.initialize(req, rng);
+    EXPECT_EQ(f.B.norm(), 0.0);
+    for (Eigen::Index i = 0; i < f.A.size(); ++i) ours.push_back(f.A.data()[i] * r);
+  }
+  ASSERT_GE(peft.size(), 1000u) << "too few draws in the fixture to test a distribution";
+  for (const auto* sample : {&peft, &ours}) {
+    const Eigen::Map<const Eigen::ArrayXd> x(sample->data(), static_cast<Eigen::Index>(sample->size()));
+    const double n = static_cast<double>(x.size());
+    const double mean = x.mean();
+    const double std = std::sqrt((x - mean).square().sum() / n);
+    EXPECT_NEAR(mean, 0.0, 6 / std::sqrt(n));
+    EXPECT_NEAR(std, 1.0, 6 / std::sqrt(2 * n));
   }
 }
 
