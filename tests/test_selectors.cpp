@@ -162,6 +162,36 @@ TEST(SlopePlateau, NeverAdjustsWhileImprovingAndRespectsMaxRank) {
   EXPECT_CONTAINS(errorOf([] { lora::rank::SlopePlateau({.window = 3}); }), "expected window >= 4, got 3");
 }
 
+TEST(SlopePlateau, StopsGrowingWhenGrowthDoesNotPay) {
+  // a flat loss that no rank improves: one growth, then growth_did_not_help
+  lora::rank::SlopePlateau s({.initialRank = 2, .maxRank = 64, .window = 8});
+  lora::Rng rng(4);
+  std::vector<Decision> got;
+  for (int t = 0; t < 120; ++t) {
+    Decision d = s.observe(1.0 + 0.001 * rng.normal());
+    if (d.adjust) s.setRank(d.newRank);
+    got.push_back(d);
+  }
+  int adjustments = 0;
+  for (const auto& d : got) adjustments += d.adjust;
+  EXPECT_EQ(adjustments, 1);
+  EXPECT_EQ(s.currentRank(), 3);
+  EXPECT_EQ(got.back().reason, "growth_did_not_help");
+  // when growth pays (each growth lowers the plateau by 10%), it keeps growing
+  lora::rank::SlopePlateau paying({.initialRank = 2, .maxRank = 64, .window = 8});
+  double level = 1.0;
+  int grown = 0;
+  for (int t = 0; t < 120; ++t) {
+    Decision d = paying.observe(level + 0.001 * rng.normal());
+    if (d.adjust) {
+      paying.setRank(d.newRank);
+      level *= 0.9;
+      ++grown;
+    }
+  }
+  EXPECT_GE(grown, 3);
+}
+
 TEST(FitSlope, IsTheLeastSquaresLine) {
   Eigen::ArrayXd y(5);
   y << 1, 3, 2, 5, 4;  // slope 0.8, intercept 1.4; residuals -0.4 0.8 -1 1.2 -0.6
@@ -267,7 +297,7 @@ TEST(FullGradientSelector, GrowsTowardThePlantedRank) {
   const auto signal = lora::rank::gradientSignal(X, dY, B, A);
   EXPECT_GT(signal.outsideColumnFraction, 0.3);
   EXPECT_EQ(lora::linalg::energyRank(signal.spectrum, 0.999), 6);
-  lora::rank::FullGradientSelector s({.initialRank = 2, .maxRank = 16, .interval = 3, .outsideThreshold = 0.3, .energy = 0.99});
+  lora::rank::FullGradientSelector s({.initialRank = 2, .maxRank = 16, .interval = 3, .outsideThreshold = 0.3});
   EXPECT_EQ(s.observe(signal).reason, "not_decision_step");
   s.observe(signal);
   EXPECT_EQ(s.observe(signal), (Decision{true, "gradient_outside_adapter", 6}));
@@ -276,6 +306,16 @@ TEST(FullGradientSelector, GrowsTowardThePlantedRank) {
   const auto inside = lora::rank::gradientSignal(X, dY, U, lora::test::gaussian<double>(6, in, 5));
   EXPECT_LT(inside.outsideColumnFraction, 1e-20);
   EXPECT_EQ(t.observe(inside), (Decision{false, "gradient_inside_adapter", 6}));
+  // pure noise: plenty of gradient outside col(B), but it points somewhere new every batch
+  lora::rank::FullGradientSelector noise({.initialRank = 2, .interval = 5, .outsideThreshold = 0.3});
+  Decision last;
+  for (std::uint64_t b = 0; b < 10; ++b) {
+    const Eigen::MatrixXd Xb = lora::test::gaussian<double>(n, in, 50 + b);
+    const Eigen::MatrixXd dYb = lora::test::gaussian<double>(n, out, 80 + b);
+    last = noise.observe(lora::rank::gradientSignal(Xb, dYb, B, A));
+  }
+  EXPECT_EQ(last, (Decision{false, "no_persistent_direction", 2}));
+  EXPECT_LT(noise.persistence()(0), 0.5);
 }
 
 TEST(SvdEnergySelector, ShrinksToTheEnergyRank) {

@@ -27,6 +27,10 @@ struct GradientSignal {
   double norm = 0;                   ///< ‖G‖_F
   double outsideColumnFraction = 0;  ///< ‖(I − P_B) G‖_F² / ‖G‖_F² (1 when B = 0; 0 when G = 0)
   double outsideRowFraction = 0;     ///< ‖G (I − P_A)‖_F² / ‖G‖_F², P_A the projector on row(A)
+  /// The leading left singular vectors of (I − P_B) G (out x at most `directions`): where the
+  /// adapter would have to grow. A direction that persists across batches is signal; noise
+  /// points somewhere new each time.
+  Eigen::MatrixXd outsideDirections;
 };
 
 /// An orthonormal basis of the column space of \p M (rank by Eigen's default threshold).
@@ -42,7 +46,8 @@ inline Eigen::MatrixXd orthonormalColumns(const Eigen::MatrixXd& M) {
 /// matrices and an SVD of the N x N core: O((out + in)·N² + N³), never out x in.
 template <typename DX, typename DdY, typename DB, typename DA>
 GradientSignal gradientSignal(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DdY>& dY,
-                              const Eigen::MatrixBase<DB>& B, const Eigen::MatrixBase<DA>& A) {
+                              const Eigen::MatrixBase<DB>& B, const Eigen::MatrixBase<DA>& A,
+                              Eigen::Index directions = 16) {
   constexpr const char* where = "gradientSignal";
   if (X.rows() != dY.rows() || X.rows() < 1)
     detail::fail(where, "expected X and dY with the same number of rows >= 1, got {} and {}",
@@ -63,7 +68,9 @@ GradientSignal gradientSignal(const Eigen::MatrixBase<DX>& X, const Eigen::Matri
   const Eigen::MatrixXd QB = orthonormalColumns(B.template cast<double>());
   const Eigen::MatrixXd QA = orthonormalColumns(A.template cast<double>().transpose());
   const Eigen::MatrixXd outside = dYt - QB * (QB.transpose() * dYt);  // (I − P_B) dY^T
-  s.outsideSpectrum = linalg::FactoredSVD<double>(outside, Xd, 1.0, 0).singularValues();
+  const linalg::FactoredSVD<double> svdOut(outside, Xd, 1.0, Eigen::ComputeThinU);
+  s.outsideSpectrum = svdOut.singularValues();
+  s.outsideDirections = svdOut.matrixU().leftCols(std::min(directions, svdOut.size()));
   if (total > 0) {
     s.outsideColumnFraction = std::clamp(s.outsideSpectrum.squaredNorm() / total, 0.0, 1.0);
     const double inside = (dYt * (Xd * QA)).squaredNorm();  // ‖G P_A‖², out x r

@@ -25,6 +25,11 @@ struct SlopePlateauOptions {
   double minRelativeImprovement = 0.01; ///< improvement over a window that still counts
   double tCritical = 2.0;               ///< confidence multiplier on the slope's standard error
   double increaseFactor = 1.5;          ///< new rank = max(r + 1, int(r · factor)), capped
+  /// Grow again only if the last growth paid: the plateau after it must sit at least
+  /// minRelativeImprovement below the plateau before it. Otherwise the loss is at its floor
+  /// (noise, or the task needs no more rank) and growth stops (`growth_did_not_help`) until the
+  /// loss is seen improving again.
+  bool requirePayoff = true;
 };
 
 /// The least-squares line through the last losses and its uncertainty.
@@ -54,7 +59,7 @@ SlopeFit fitSlope(const Eigen::DenseBase<Derived>& y) {
 /// Over the last `window` losses, with the fitted slope b and its standard error se, the
 /// improvement over the window is −b·(window − 1), known to within ±tCritical·se·(window − 1):
 /// - its upper bound below minRelativeImprovement·|mean loss|: a plateau
-///   (`plateau_increase_rank`, or `at_max_rank`), after which the next `window` losses are a
+///   (`plateau_increase_rank`, `at_max_rank` or `growth_did_not_help`), after which the next `window` losses are a
 ///   cool-down (`cooldown`);
 /// - its lower bound above that: `improving`;
 /// - checked first, the loss rising beyond its noise (b > tCritical·se) by more than that amount:
@@ -62,6 +67,8 @@ SlopeFit fitSlope(const Eigen::DenseBase<Derived>& y) {
 /// - otherwise `no_clear_signal`; fewer than `window` losses: `insufficient_history`.
 /// Unlike the article's rule, zero differences and noise do not hide a plateau: noise widens the
 /// interval, so a noisy loss is called a plateau only once its slope is pinned near zero.
+/// A plateau is also where training ends up at its noise floor, where more rank cannot help; with
+/// `requirePayoff` a growth that did not lower the next plateau stops further growth.
 class SlopePlateau {
  public:
   using Options = SlopePlateauOptions;
@@ -105,12 +112,23 @@ class SlopePlateau {
       return {false, "loss_increasing", m_rank};
     if (improvement + margin < needed) {
       if (m_rank >= m_opt.maxRank) return {false, "at_max_rank", m_rank};
+      if (m_opt.requirePayoff && m_stopped) return {false, "growth_did_not_help", m_rank};
+      if (m_opt.requirePayoff && m_grown &&
+          m_plateauBefore - m_fit.mean < m_opt.minRelativeImprovement * std::abs(m_plateauBefore)) {
+        m_stopped = true;
+        return {false, "growth_did_not_help", m_rank};
+      }
+      m_grown = true;
+      m_plateauBefore = m_fit.mean;
       const auto scaled =
           static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.increaseFactor);
       m_cooldown = m_opt.window;
       return {true, "plateau_increase_rank", std::min(std::max(m_rank + 1, scaled), m_opt.maxRank)};
     }
-    if (improvement - margin > needed) return {false, "improving", m_rank};
+    if (improvement - margin > needed) {
+      m_stopped = false;
+      return {false, "improving", m_rank};
+    }
     return {false, "no_clear_signal", m_rank};
   }
 
@@ -135,6 +153,8 @@ class SlopePlateau {
   std::deque<double> m_losses;
   std::size_t m_cooldown = 0;
   SlopeFit m_fit;
+  bool m_grown = false, m_stopped = false;
+  double m_plateauBefore = 0;
 };
 
 }  // namespace lora::rank
