@@ -214,6 +214,8 @@ std::vector<Config> configs() {
   };
 }
 
+std::vector<double> g_curveRank2, g_curveRank8;  // seed-0 loss curves of the fixed-rank runs
+
 void dynamicRank() {
   const Task task;
   constexpr int steps = 1500, seeds = 3;
@@ -240,6 +242,8 @@ void dynamicRank() {
         const Mat pred = layer.forward(X);
         const Mat diff = pred - Y;
         const double loss = 0.5 * diff.squaredNorm() / double(X.rows());
+        if (seed == 0 && c.name == "fixed rank 2") g_curveRank2.push_back(loss);
+        if (seed == 0 && c.name == "fixed rank 8") g_curveRank8.push_back(loss);
         const Mat dY = diff / double(X.rows());
         layer.backward(X, dY, lora::GradMode::Overwrite);
         paramSteps += double(layer.rank() * (task.in + task.out));
@@ -264,11 +268,48 @@ void dynamicRank() {
   }
 }
 
+// (c) The two loss-plateau rules replayed, without resizing, over real training curves: the
+// fixed-rank-2 run (stuck at what rank 2 can fit: growth is needed) and the fixed-rank-8 run
+// (at its noise floor: growth cannot help).
+template <typename S>
+std::string replayCurve(S s, const std::vector<double>& losses) {
+  int adjustments = 0;
+  long first = -1;
+  std::map<std::string, int> reasons;
+  for (std::size_t t = 0; t < losses.size(); ++t) {
+    const lora::rank::Decision d = s.observe(losses[t]);
+    ++reasons[d.reason];
+    if (d.adjust) {
+      if (first < 0) first = long(t);
+      ++adjustments;
+      s.setRank(d.newRank);
+    }
+  }
+  std::string top;
+  for (const auto& [reason, n] : reasons) top += fmt::format("{}{} {}", top.empty() ? "" : ", ", reason, n);
+  return fmt::format("{} | {} | {} | {}", adjustments, first < 0 ? std::string("never") : std::to_string(first),
+                     s.currentRank(), top);
+}
+
+void replayCurves() {
+  using namespace lora::rank;
+  fmt::print("\n#### Loss-plateau rules replayed over the seed-0 training curves above (rank applied to the rule only)\n\n");
+  fmt::print("| curve | rule | adjustments | first at step | final rank | decisions |\n| --- | --- | --- | --- | --- | --- |\n");
+  for (const auto& [curve, losses] : {std::pair{"fixed rank 2 (needs more rank)", &g_curveRank2},
+                                      std::pair{"fixed rank 8 (noise floor)", &g_curveRank8}}) {
+    fmt::print("| {} | article (patience 10) | {} |\n", curve,
+               replayCurve(ArticleLossPlateau({.initialRank = 2, .minRank = 1, .maxRank = 32, .patience = 10}), *losses));
+    fmt::print("| {} | slope (window 20) | {} |\n", curve,
+               replayCurve(SlopePlateau({.initialRank = 2, .minRank = 1, .maxRank = 32, .window = 20}), *losses));
+  }
+}
+
 }  // namespace
 
 int main() {
   fmt::print("### Rank selection, measured (examples/rank_selection.cpp)\n");
   plantedRecovery();
   dynamicRank();
+  replayCurves();
   return 0;
 }

@@ -116,7 +116,7 @@ template <typename Scalar>
 class AnyInitializer {
  public:
   template <typename P>
-  requires Initializer<P, Scalar> &&(!std::same_as<std::remove_cvref_t<P>, AnyInitializer>)
+  requires(!std::same_as<std::remove_cvref_t<P>, AnyInitializer>) && Initializer<P, Scalar>
       AnyInitializer(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly
       : m_name(P::name()), m_dataDependent(DataDependent<P>), m_fn([p = std::move(policy)](const Request<Scalar>& request, Rng& rng) {
           return p.initialize(request, rng);
