@@ -552,6 +552,81 @@ void SafeTensorsWriter::checkVectorShape(const std::string& name, std::int64_t r
   }
 }
 
+void SafeTensorsWriter::checkFlatShape(const std::string& name,
+                                       const std::vector<std::int64_t>& shape, std::int64_t size) {
+  std::uint64_t n = 1;
+  for (const std::int64_t d : shape) {
+    if (d < 0 || !checkedMul(n, static_cast<std::uint64_t>(d), n)) {
+      fail("SafeTensorsWriter::addFlat",
+           "expected non-negative dimensions whose product fits in 64 bits for tensor {}, got "
+           "shape {}",
+           printable(name), shapeText(shape));
+    }
+  }
+  if (n != static_cast<std::uint64_t>(size)) {
+    fail("SafeTensorsWriter::addFlat", "expected {} values for shape {} of tensor {}, got {}", n,
+         shapeText(shape), printable(name), size);
+  }
+}
+
+SafeTensorsWriter& SafeTensorsWriter::addRaw(std::string name, DType dtype,
+                                             std::vector<std::int64_t> shape,
+                                             std::span<const std::byte> data) {
+  constexpr std::string_view kWhere = "SafeTensorsWriter::addRaw";
+  if (name.empty()) fail(kWhere, "expected a non-empty tensor name, got ''");
+  if (name == "__metadata__") {
+    fail(kWhere, "expected a tensor name other than the reserved '__metadata__', got it");
+  }
+  if (!isUtf8(name)) fail(kWhere, "expected a UTF-8 tensor name, got {}", printable(name));
+  if (contains(name)) fail(kWhere, "expected a new tensor name, got the duplicate '{}'", name);
+  std::uint64_t bytes = dtypeSize(dtype);
+  for (const std::int64_t d : shape) {
+    if (d < 0 || !checkedMul(bytes, static_cast<std::uint64_t>(d), bytes)) {
+      fail(kWhere,
+           "expected non-negative dimensions whose byte size fits in 64 bits for tensor '{}', "
+           "got shape {}",
+           name, shapeText(shape));
+    }
+  }
+  if (bytes != data.size()) {
+    fail(kWhere, "expected {} bytes for tensor '{}' ({} x {}), got {}", bytes, name,
+         shapeText(shape), dtypeName(dtype), data.size());
+  }
+  const std::size_t index = m_entries.size();
+  m_entries.push_back(
+      Entry{name, dtype, std::move(shape), std::vector<std::byte>(data.begin(), data.end())});
+  try {
+    m_index.emplace(std::move(name), index);
+  } catch (...) {
+    m_entries.pop_back();
+    throw;
+  }
+  return *this;
+}
+
+SafeTensorsWriter& SafeTensorsWriter::append(SafeTensorsWriter&& other) {
+  if (&other == this) {
+    fail("SafeTensorsWriter::append", "expected another writer, got this one");
+  }
+  for (const Entry& e : other.m_entries) {
+    if (contains(e.name)) {
+      fail("SafeTensorsWriter::append", "expected new tensor names, got the duplicate '{}'",
+           e.name);
+    }
+  }
+  // Reserve first so that nothing below can throw half-way.
+  m_entries.reserve(m_entries.size() + other.m_entries.size());
+  std::map<std::string, std::size_t, std::less<>> index = m_index;
+  for (std::size_t i = 0; i < other.m_entries.size(); ++i) {
+    index.emplace(other.m_entries[i].name, m_entries.size() + i);
+  }
+  for (Entry& e : other.m_entries) m_entries.push_back(std::move(e));
+  m_index.swap(index);
+  other.m_entries.clear();
+  other.m_index.clear();
+  return *this;
+}
+
 bool SafeTensorsWriter::contains(std::string_view name) const {
   return m_index.find(name) != m_index.end();
 }

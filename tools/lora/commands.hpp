@@ -7,5 +7,10 @@
 namespace lora::cli {
 
 void addRankReplay(CLI::App& app);
+void addInspect(CLI::App& app);
+void addMerge(CLI::App& app);
+void addResize(CLI::App& app);
+void addConvertPissa(CLI::App& app);
+void addRecommend(CLI::App& app);
 
 }  // namespace lora::cli

@@ -215,6 +215,38 @@ class SafeTensorsWriter {
     return *this;
   }
 
+  /// Adds a tensor of any rank from \p values, its `numel()` elements in row-major (C) order
+  /// (any Eigen vector or matrix; a matrix is read in its own storage order, so pass a vector or
+  /// a `.reshaped()` view), encoded as \p out. Negative dimensions, or a shape whose product is
+  /// not `values.size()`, throw lora::Error, like the checks of add().
+  /// \code
+  /// w.addFlat("conv.weight", {8, 3, 3, 3}, flatValues, lora::DType::BF16);
+  /// \endcode
+  template <typename Derived>
+  SafeTensorsWriter& addFlat(std::string name, std::vector<std::int64_t> shape,
+                             const Eigen::MatrixBase<Derived>& values, DType out = DType::F32) {
+    using Work = WorkScalar<typename Derived::Scalar>;
+    checkFlatShape(name, shape, static_cast<std::int64_t>(values.size()));
+    const Eigen::Matrix<Work, Eigen::Dynamic, 1> flat =
+        values.derived().template cast<Work>().reshaped();
+    addEncoded(std::move(name), std::move(shape), flat.data(), out,
+               "SafeTensorsWriter::addFlat");
+    return *this;
+  }
+
+  /// Adds a tensor from its raw little-endian bytes, in any dtype (e.g. to copy a tensor from a
+  /// SafeTensorsReader unchanged: `w.addRaw(n, info.dtype, info.shape, reader.rawBytes(n))`).
+  /// A byte count other than numel x dtypeSize, a negative dimension, or a bad name (as for
+  /// add()) throws lora::Error and leaves the writer unchanged.
+  SafeTensorsWriter& addRaw(std::string name, DType dtype, std::vector<std::int64_t> shape,
+                            std::span<const std::byte> data);
+
+  /// Moves every tensor of \p other, in its order, to the end of this writer (its metadata is
+  /// not taken). Lets threads encode tensors into writers of their own and a caller join them in
+  /// a fixed order. A name that this writer already has throws lora::Error, and then neither
+  /// writer is changed.
+  SafeTensorsWriter& append(SafeTensorsWriter&& other);
+
   /// Sets `__metadata__[key] = value` (replacing an earlier value); non-UTF-8 text throws.
   SafeTensorsWriter& setMetadata(std::string key, std::string value);
 
@@ -240,6 +272,8 @@ class SafeTensorsWriter {
   };
 
   static void checkVectorShape(const std::string& name, std::int64_t rows, std::int64_t cols);
+  static void checkFlatShape(const std::string& name, const std::vector<std::int64_t>& shape,
+                             std::int64_t size);
   void addEncoded(std::string name, std::vector<std::int64_t> shape, const float* values, DType out,
                   std::string_view where);
   void addEncoded(std::string name, std::vector<std::int64_t> shape, const double* values,

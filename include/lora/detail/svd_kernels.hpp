@@ -1,0 +1,99 @@
+#pragma once
+/// \file svd_kernels.hpp
+/// \brief Building blocks shared by the randomized and the partial SVD: thin orthonormalization,
+/// the SVD of a tall-thin matrix, and a deterministic sign convention.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <Eigen/Core>
+#include <Eigen/QR>
+#include <Eigen/SVD>
+
+#include "lora/random.hpp"
+
+namespace lora::detail {
+
+template <typename Scalar>
+using DenseMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+template <typename Scalar>
+using DenseVector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+/// Replaces the columns of \p X (rows >= cols) by an orthonormal basis of their span: the thin Q
+/// of a Householder QR, O(rows·cols²). Where X is rank-deficient the extra columns are still
+/// orthonormal (Householder Q always is), just not in X's span.
+template <typename Scalar>
+void orthonormalizeColumns(DenseMatrix<Scalar>& X) {
+  if (X.cols() == 0) return;
+  const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(X);
+  X.setIdentity();
+  X.applyOnTheLeft(qr.householderQ());
+}
+
+/// Thin SVD of a tall matrix \p Y (rows >= cols): Y = U diag(S) W^T with U (rows x cols) and W
+/// (cols x cols) orthonormal, S decreasing. A Householder QR first, then BDCSVD of the small
+/// triangular factor, so the cost is O(rows·cols² + cols³).
+template <typename Scalar, typename DerivedY>
+void tallThinSvd(const Eigen::MatrixBase<DerivedY>& Y, DenseMatrix<Scalar>& U,
+                 DenseVector<Scalar>& S, DenseMatrix<Scalar>& W) {
+  const Eigen::Index rows = Y.rows(), cols = Y.cols();
+  const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(Y);
+  const DenseMatrix<Scalar> R =
+      qr.matrixQR().topRows(cols).template triangularView<Eigen::Upper>();
+  const Eigen::BDCSVD<DenseMatrix<Scalar>> svd(R, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  S = svd.singularValues();
+  W = svd.matrixV();
+  U.setZero(rows, cols);
+  U.topRows(cols) = svd.matrixU();
+  U.applyOnTheLeft(qr.householderQ());
+}
+
+/// Flips the sign of each pair (U_i, V_i) so that the entry of U_i with the largest magnitude is
+/// positive (the first such entry on ties). Singular vectors are defined up to that sign; fixing
+/// it makes results reproducible across methods.
+template <typename Scalar>
+void normalizeSigns(DenseMatrix<Scalar>& U, DenseMatrix<Scalar>& V) {
+  for (Eigen::Index i = 0; i < U.cols(); ++i) {
+    Eigen::Index at = 0;
+    U.col(i).cwiseAbs().maxCoeff(&at);
+    if (U(at, i) < Scalar(0)) {
+      U.col(i) = -U.col(i);
+      V.col(i) = -V.col(i);
+    }
+  }
+}
+
+/// Makes the columns of \p X orthonormal and orthogonal to the orthonormal columns of \p K:
+/// two passes of block classical Gram–Schmidt, a Householder QR, then further passes while
+/// K^T X is above rounding. A column that lies (numerically) inside span(K) is replaced by a
+/// fresh Gaussian direction drawn from \p rng, so X always comes back with full column rank
+/// (this is what lets a Krylov basis grow past the rank of a rank-deficient matrix).
+/// Requires K.cols() + X.cols() <= X.rows().
+template <typename Scalar, typename DerivedK>
+void orthonormalizeAgainst(const Eigen::MatrixBase<DerivedK>& K, DenseMatrix<Scalar>& X,
+                           Rng& rng) {
+  const Eigen::Index n = X.rows();
+  const Scalar eps = std::numeric_limits<Scalar>::epsilon();
+  const Scalar threshold = Scalar(4) * eps * std::sqrt(static_cast<Scalar>(n));
+  if (K.cols() > 0) {
+    for (int pass = 0; pass < 2; ++pass) X.noalias() -= K * (K.transpose() * X);
+  }
+  orthonormalizeColumns(X);
+  if (K.cols() == 0) return;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const DenseMatrix<Scalar> C = K.transpose() * X;
+    if (C.cwiseAbs().maxCoeff() <= threshold) return;
+    X.noalias() -= K * C;
+    for (Eigen::Index j = 0; j < X.cols(); ++j) {
+      if (X.col(j).norm() >= Scalar(0.5)) continue;
+      DenseVector<Scalar> fresh(n);
+      fillNormal(fresh, rng, 0.0, 1.0);
+      for (int pass = 0; pass < 2; ++pass) fresh.noalias() -= K * (K.transpose() * fresh);
+      X.col(j) = fresh / fresh.norm();
+    }
+    orthonormalizeColumns(X);
+  }
+}
+
+}  // namespace lora::detail

@@ -1,0 +1,103 @@
+#pragma once
+/// \file peft_file.hpp
+/// \brief A PEFT LoRA adapter folder read module by module: validated once, tensors decoded on
+/// demand (what the `lora` tool uses to keep its memory near the adapter's own size).
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "lora/io/adapter_config.hpp"
+#include "lora/io/safetensors.hpp"
+#include "lora/scaling.hpp"
+
+namespace lora {
+
+/// \brief An adapter folder (`adapter_config.json` + `adapter_model.safetensors`) whose modules
+/// are decoded one at a time.
+///
+/// open() checks everything that PeftAdapter::load checks, from the headers alone: key names
+/// (`base_model.model.<module>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`),
+/// both factors present, 2-D factors whose ranks agree, the rank the config's pattern rule gives
+/// (PEFT `get_pattern_key`), DoRA magnitudes present exactly when `use_dora` and of length out.
+/// The file's bytes stay in memory (once); A, B and m are decoded when asked for, so a caller
+/// that handles one module at a time holds about one adapter's worth of memory plus one module's
+/// temporaries. Finite values are checked by whoever computes with them (FactoredSVD, Layer).
+/// \code
+/// auto file = lora::PeftAdapterFile::open("my-adapter");
+/// for (const auto& m : file.modules()) {
+///   Eigen::MatrixXd A = file.A<double>(m), B = file.B<double>(m);
+///   fmt::print("{}: r = {}, s = {}\n", m.name, m.rank, file.scaling(m));
+/// }
+/// \endcode
+class PeftAdapterFile {
+ public:
+  using Index = Eigen::Index;
+  template <typename Scalar>
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  template <typename Scalar>
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  /// One adapted module, as the file's headers describe it.
+  struct Module {
+    std::string name;          ///< without `base_model.model.`, e.g. `layers.0.self_attn.q_proj`
+    std::string keyA, keyB;    ///< tensor names of lora_A (r x in) and lora_B (out x r)
+    std::string keyMagnitude;  ///< DoRA `lora_magnitude_vector` (out), empty without DoRA
+    Index rank = 0, in = 0, out = 0;
+    double alpha = 0;  ///< from `alpha_pattern` / `lora_alpha`
+  };
+
+  /// Reads and validates `<dir>/adapter_config.json` and `<dir>/adapter_model.safetensors`; any
+  /// problem throws lora::Error naming the file (and the module).
+  static PeftAdapterFile open(const std::filesystem::path& dir);
+
+  const AdapterConfig& config() const noexcept { return m_config; }
+  const SafeTensorsReader& tensors() const noexcept { return m_tensors; }
+  /// Modules in the order of their first tensor in the file.
+  const std::vector<Module>& modules() const noexcept { return m_modules; }
+  ScalingMode scalingMode() const noexcept {
+    return m_config.useRslora ? ScalingMode::RsLora : ScalingMode::Standard;
+  }
+  /// s = alpha / r (or alpha / sqrt(r) with `use_rslora`).
+  double scaling(const Module& m) const { return scalingFor(m.alpha, m.rank, scalingMode()); }
+  /// Whether the adapter is DoRA (`use_dora`).
+  bool isDora() const noexcept { return m_config.useDora; }
+  /// The dtype of the first lora_A tensor (what a rewrite keeps by default).
+  DType dtype() const { return m_tensors.info(m_modules.front().keyA).dtype; }
+  /// Size of `adapter_model.safetensors` in bytes.
+  std::size_t fileBytes() const noexcept { return m_fileBytes; }
+  /// Trainable parameters of a module: r (in + out), plus out with DoRA.
+  Index parameterCount(const Module& m) const noexcept {
+    return m.rank * (m.in + m.out) + (m.keyMagnitude.empty() ? 0 : m.out);
+  }
+
+  template <typename Scalar>
+  Matrix<Scalar> A(const Module& m) const {
+    return m_tensors.matrix<Scalar>(m.keyA);
+  }
+  template <typename Scalar>
+  Matrix<Scalar> B(const Module& m) const {
+    return m_tensors.matrix<Scalar>(m.keyB);
+  }
+  /// The DoRA magnitude (empty without DoRA).
+  template <typename Scalar>
+  Vector<Scalar> magnitude(const Module& m) const {
+    if (m.keyMagnitude.empty()) return Vector<Scalar>();
+    return m_tensors.vector<Scalar>(m.keyMagnitude);
+  }
+
+ private:
+  PeftAdapterFile(AdapterConfig config, SafeTensorsReader tensors)
+      : m_config(std::move(config)), m_tensors(std::move(tensors)) {}
+
+  AdapterConfig m_config;
+  SafeTensorsReader m_tensors;
+  std::vector<Module> m_modules;
+  std::size_t m_fileBytes = 0;
+};
+
+}  // namespace lora

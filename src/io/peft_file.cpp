@@ -1,0 +1,144 @@
+#include "lora/io/peft_file.hpp"
+
+#include <map>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "lora/error.hpp"
+
+namespace lora {
+namespace {
+
+namespace fs = std::filesystem;
+using detail::fail;
+
+constexpr std::string_view kPrefix = "base_model.model.";
+constexpr std::string_view kWhere = "PeftAdapterFile::open";
+
+std::string shapeText(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+bool isFloat(DType d) {
+  return d == DType::F16 || d == DType::BF16 || d == DType::F32 || d == DType::F64;
+}
+
+}  // namespace
+
+PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    fail(kWhere, "expected an adapter folder, got '{}' ({})", dir.string(),
+         fs::exists(dir, ec) ? "not a folder" : "no such folder");
+  }
+  AdapterConfig config = AdapterConfig::load(dir);
+  const fs::path file = dir / "adapter_model.safetensors";
+  PeftAdapterFile out(std::move(config), SafeTensorsReader::open(file));
+  out.m_fileBytes = static_cast<std::size_t>(fs::file_size(file, ec));
+  const AdapterConfig& cfg = out.m_config;
+  const SafeTensorsReader& st = out.m_tensors;
+  const std::string source = file.string();
+
+  struct Parts {
+    std::string a, b, magnitude;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Parts, std::less<>> parts;
+  for (const std::string& key : st.names()) {
+    if (!key.starts_with(kPrefix)) {
+      fail(kWhere, "tensor keys starting with '{}' in '{}', got '{}'", kPrefix, source, key);
+    }
+    const std::string_view rest = std::string_view(key).substr(kPrefix.size());
+    std::string module;
+    std::string Parts::*slot = nullptr;
+    for (auto [suffix, member] :
+         {std::pair{std::string_view(".lora_A.weight"), &Parts::a},
+          std::pair{std::string_view(".lora_B.weight"), &Parts::b},
+          std::pair{std::string_view(".lora_magnitude_vector"), &Parts::magnitude}}) {
+      if (rest.ends_with(suffix) && rest.size() > suffix.size()) {
+        module = std::string(rest.substr(0, rest.size() - suffix.size()));
+        slot = member;
+        break;
+      }
+    }
+    if (slot == nullptr) {
+      fail(kWhere,
+           "expected only lora_A.weight, lora_B.weight and lora_magnitude_vector tensors in "
+           "'{}', got '{}' (embedding, bias and modules_to_save tensors are not supported)",
+           source, key);
+    }
+    auto [it, inserted] = parts.try_emplace(module);
+    if (inserted) order.push_back(module);
+    it->second.*slot = key;
+  }
+  if (order.empty()) fail(kWhere, "expected at least one LoRA module in '{}', got none", source);
+
+  out.m_modules.reserve(order.size());
+  for (const std::string& name : order) {
+    const Parts& p = parts.find(name)->second;
+    if (p.a.empty() || p.b.empty()) {
+      fail(kWhere, "expected both lora_A and lora_B for module '{}' in '{}', got only {}", name,
+           source, p.a.empty() ? "lora_B" : "lora_A");
+    }
+    const TensorInfo& a = st.info(p.a);
+    const TensorInfo& b = st.info(p.b);
+    if (a.shape.size() != 2 || b.shape.size() != 2) {
+      fail(kWhere, "expected 2-D lora_A and lora_B for module '{}' in '{}', got shapes {} and {}",
+           name, source, shapeText(a.shape), shapeText(b.shape));
+    }
+    if (a.shape[0] != b.shape[1] || a.shape[0] < 1 || a.shape[1] < 1 || b.shape[0] < 1) {
+      fail(kWhere,
+           "expected lora_A (r x in) and lora_B (out x r) with the same r >= 1 for module '{}' in "
+           "'{}', got {}x{} and {}x{}",
+           name, source, a.shape[0], a.shape[1], b.shape[0], b.shape[1]);
+    }
+    for (const TensorInfo* t : {&a, &b}) {
+      if (!isFloat(t->dtype)) {
+        fail(kWhere, "expected F16, BF16, F32 or F64 factors for module '{}' in '{}', got {} for '{}'",
+             name, source, dtypeName(t->dtype), t->name);
+      }
+    }
+    Module m;
+    m.name = name;
+    m.keyA = p.a;
+    m.keyB = p.b;
+    m.rank = static_cast<Index>(a.shape[0]);
+    m.in = static_cast<Index>(a.shape[1]);
+    m.out = static_cast<Index>(b.shape[0]);
+    const int configured = cfg.rankFor(name);
+    if (configured != m.rank) {
+      fail(kWhere,
+           "expected rank {} for module '{}' (from r / rank_pattern in the config), got tensors "
+           "of rank {} in '{}'",
+           configured, name, m.rank, source);
+    }
+    m.alpha = cfg.alphaFor(name);
+    if (!p.magnitude.empty()) {
+      if (!cfg.useDora) {
+        fail(kWhere, "expected no lora_magnitude_vector without use_dora for module '{}', got one",
+             name);
+      }
+      const TensorInfo& mag = st.info(p.magnitude);
+      if (mag.shape.size() != 1 || mag.shape[0] != m.out || !isFloat(mag.dtype)) {
+        fail(kWhere,
+             "expected a floating-point lora_magnitude_vector of shape [{}] for module '{}' in "
+             "'{}', got {} {}",
+             m.out, name, source, dtypeName(mag.dtype), shapeText(mag.shape));
+      }
+      m.keyMagnitude = p.magnitude;
+    } else if (cfg.useDora) {
+      fail(kWhere, "expected a lora_magnitude_vector for module '{}' (use_dora is true), got none",
+           name);
+    }
+    out.m_modules.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace lora

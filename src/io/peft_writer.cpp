@@ -1,0 +1,438 @@
+#include "lora/io/peft_writer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <system_error>
+
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#define LORA_WRITER_HAVE_UNISTD 1
+#endif
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace lora {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+using detail::fail;
+
+bool sameAlpha(double a, double b) {
+  return std::fabs(a - b) <= 1e-12 * std::max(std::fabs(a), std::fabs(b));
+}
+
+bool resolvesAll(const AdapterConfig& c, const std::vector<ModuleRankAlpha>& modules) {
+  for (const ModuleRankAlpha& m : modules) {
+    if (c.rankFor(m.module) != m.rank || !sameAlpha(c.alphaFor(m.module), m.alpha)) return false;
+  }
+  return true;
+}
+
+// Whether some other module's name is "<anything>.<name>", so that an unanchored key for
+// `name` would match it too.
+bool isDottedSuffixOfAnother(const std::string& name, const std::vector<ModuleRankAlpha>& all) {
+  for (const ModuleRankAlpha& other : all) {
+    const std::string& n = other.module;
+    if (n.size() > name.size() && n.ends_with(name) && n[n.size() - name.size() - 1] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A JSON number for alpha: an integer when it is one (PEFT writes `16`, not `16.0`).
+Json alphaJson(double a) {
+  if (std::isfinite(a) && a == std::floor(a) && std::fabs(a) < 9007199254740992.0) {
+    return Json(static_cast<std::int64_t>(a));
+  }
+  return Json(a);
+}
+
+std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// A name no other writer (thread or process) picks at the same time.
+std::string uniqueTag() {
+  static std::atomic<std::uint64_t> counter{0};
+  std::uint64_t salt =
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#ifdef LORA_WRITER_HAVE_UNISTD
+  salt ^= static_cast<std::uint64_t>(::getpid()) << 32;
+#endif
+  return fmt::format("{:016x}", salt ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ull));
+}
+
+void removeQuietly(const fs::path& p) {
+  std::error_code ec;
+  fs::remove(p, ec);
+}
+
+}  // namespace
+
+std::string escapePatternKey(std::string_view module) {
+  std::string out;
+  out.reserve(module.size() + 8);
+  for (const char c : module) {
+    if (std::string_view("\\.^$|?*+()[]{}").find(c) != std::string_view::npos) out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+void assignPatterns(AdapterConfig& config, const std::vector<ModuleRankAlpha>& modules) {
+  constexpr std::string_view kWhere = "assignPatterns";
+  if (modules.empty()) fail(kWhere, "expected at least one module, got none");
+  for (const ModuleRankAlpha& m : modules) {
+    if (m.module.empty()) fail(kWhere, "expected non-empty module names, got ''");
+    if (m.rank < 1) fail(kWhere, "expected a rank >= 1 for '{}', got {}", m.module, m.rank);
+    if (!(std::isfinite(m.alpha) && m.alpha > 0))
+      fail(kWhere, "expected a positive finite alpha for '{}', got {}", m.module, m.alpha);
+  }
+  AdapterConfig c = config;
+
+  // target_modules: every module must be targeted, or PEFT would not create its layer.
+  if (!c.targetModulesRegex && c.targetModules.empty()) {
+    for (const ModuleRankAlpha& m : modules) c.targetModules.push_back(m.module);
+  } else {
+    for (const ModuleRankAlpha& m : modules) {
+      if (c.targets(m.module)) continue;
+      if (c.targetModulesRegex) {
+        fail(kWhere, "expected the target_modules regex '{}' to match module '{}', got no match",
+             *c.targetModulesRegex, m.module);
+      }
+      c.targetModules.push_back(m.module);
+    }
+  }
+
+  if (!resolvesAll(c, modules)) {
+    // Most frequent rank and alpha; ties go to the value seen first.
+    std::map<int, std::size_t> rankCount;
+    std::vector<std::pair<double, std::size_t>> alphaCount;
+    int bestRank = modules.front().rank;
+    double bestAlpha = modules.front().alpha;
+    std::size_t bestRankCount = 0, bestAlphaCount = 0;
+    for (const ModuleRankAlpha& m : modules) {
+      const std::size_t n = ++rankCount[m.rank];
+      if (n > bestRankCount) {
+        bestRankCount = n;
+        bestRank = m.rank;
+      }
+      auto it = std::find_if(alphaCount.begin(), alphaCount.end(),
+                             [&](const auto& p) { return p.first == m.alpha; });
+      if (it == alphaCount.end()) {
+        alphaCount.emplace_back(m.alpha, 0);
+        it = std::prev(alphaCount.end());
+      }
+      if (++it->second > bestAlphaCount) {
+        bestAlphaCount = it->second;
+        bestAlpha = m.alpha;
+      }
+    }
+    c.r = bestRank;
+    c.loraAlpha = bestAlpha;
+    c.rankPattern.clear();
+    c.alphaPattern.clear();
+    for (const ModuleRankAlpha& m : modules) {
+      const bool rankEntry = m.rank != bestRank;
+      const bool alphaEntry = m.alpha != bestAlpha;
+      if (!rankEntry && !alphaEntry) continue;
+      std::string key = escapePatternKey(m.module);
+      if (isDottedSuffixOfAnother(m.module, modules)) key = "^" + key;
+      if (rankEntry) c.rankPattern.emplace_back(key, m.rank);
+      if (alphaEntry) c.alphaPattern.emplace_back(key, m.alpha);
+    }
+  }
+  config = std::move(c);
+}
+
+std::string adapterConfigJson(const AdapterConfig& c) {
+  Json root = Json::object();
+  if (!c.rawJson.empty()) {
+    try {
+      Json parsed = Json::parse(c.rawJson);
+      if (parsed.is_object()) root = std::move(parsed);
+    } catch (const nlohmann::json::exception&) {
+      // Not JSON: only the modelled fields are written.
+    }
+  }
+  root["peft_type"] = c.peftType;
+  root["r"] = c.r;
+  root["lora_alpha"] = alphaJson(c.loraAlpha);
+  if (c.targetModulesRegex) {
+    root["target_modules"] = *c.targetModulesRegex;
+  } else if (!c.targetModules.empty()) {
+    root["target_modules"] = c.targetModules;
+  } else {
+    root["target_modules"] = nullptr;
+  }
+  Json ranks = Json::object();
+  for (const auto& [key, value] : c.rankPattern) ranks[key] = value;
+  root["rank_pattern"] = std::move(ranks);
+  Json alphas = Json::object();
+  for (const auto& [key, value] : c.alphaPattern) alphas[key] = alphaJson(value);
+  root["alpha_pattern"] = std::move(alphas);
+  root["use_rslora"] = c.useRslora;
+  root["use_dora"] = c.useDora;
+  root["fan_in_fan_out"] = c.fanInFanOut;
+  root["bias"] = c.bias;
+  root["lora_dropout"] = c.loraDropout;
+  if (c.initLoraWeights == "true" || c.initLoraWeights == "false") {
+    root["init_lora_weights"] = c.initLoraWeights == "true";
+  } else {
+    root["init_lora_weights"] = c.initLoraWeights;
+  }
+  root["task_type"] = c.taskType ? Json(*c.taskType) : Json(nullptr);
+  root["base_model_name_or_path"] =
+      c.baseModelNameOrPath ? Json(*c.baseModelNameOrPath) : Json(nullptr);
+  if (!root.contains("inference_mode")) root["inference_mode"] = true;
+
+  std::vector<std::string> keys;
+  for (auto it = root.begin(); it != root.end(); ++it) keys.push_back(it.key());
+  std::sort(keys.begin(), keys.end());
+  Json sorted = Json::object();
+  for (const std::string& k : keys) sorted[k] = std::move(root[k]);
+  return sorted.dump(2, ' ', false, Json::error_handler_t::strict) + "\n";
+}
+
+void writeFileAtomic(const std::filesystem::path& path, std::string_view bytes) {
+  constexpr std::string_view kWhere = "writeFileAtomic";
+  const std::string target = path.string();
+  if (!path.has_filename()) fail(kWhere, "expected a file path, got '{}'", target);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(kWhere, "expected a file path, got the folder '{}'", target);
+  const fs::path folder = path.parent_path();
+  std::FILE* file = nullptr;
+  fs::path tmp;
+  int err = 0;
+  for (int attempt = 0; attempt < 16 && file == nullptr; ++attempt) {
+    tmp = folder / fmt::format(".{}.{}.tmp", path.filename().string(), uniqueTag());
+    errno = 0;
+    file = std::fopen(tmp.string().c_str(), "wbx");
+    err = errno;
+    if (file == nullptr && err != EEXIST) break;
+  }
+  if (file == nullptr) {
+    fail(kWhere, "expected a writable folder for '{}', got an error creating '{}': {}", target,
+         tmp.string(), errnoText(err));
+  }
+  errno = 0;
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+  if (!ok) err = errno;
+  if (ok && std::fflush(file) != 0) {
+    ok = false;
+    err = errno;
+  }
+#ifdef LORA_WRITER_HAVE_UNISTD
+  if (ok && ::fsync(::fileno(file)) != 0) {
+    ok = false;
+    err = errno;
+  }
+#endif
+  if (std::fclose(file) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
+  if (!ok) {
+    removeQuietly(tmp);
+    fail(kWhere, "expected to write {} bytes to '{}', got an error: {}", bytes.size(),
+         tmp.string(), errnoText(err));
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    removeQuietly(tmp);
+    fail(kWhere, "expected to replace '{}' with the new file, got an error: {}", target,
+         ec.message());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PeftAdapterWriter
+
+PeftAdapterWriter::PeftAdapterWriter(AdapterConfig config, DType dtype)
+    : m_config(std::move(config)), m_dtype(dtype) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16 && dtype != DType::F64) {
+    fail("PeftAdapterWriter::PeftAdapterWriter",
+         "expected an output dtype of F32, F16, BF16 or F64, got {}", dtypeName(dtype));
+  }
+  if (m_config.peftType != "LORA") {
+    fail("PeftAdapterWriter::PeftAdapterWriter", "expected a LORA config, got peft_type \"{}\"",
+         m_config.peftType);
+  }
+  m_tensors.setMetadata("format", "pt");
+}
+
+void PeftAdapterWriter::checkModule(const char* where, std::string_view module,
+                                    Eigen::Index aRows, Eigen::Index aCols, Eigen::Index bRows,
+                                    Eigen::Index bCols, double alpha, bool dora,
+                                    Eigen::Index mSize, bool mIsVector) const {
+  if (module.empty()) fail(where, "expected a module name, got ''");
+  if (aRows < 1 || aCols < 1 || bRows < 1 || aRows != bCols) {
+    fail(where,
+         "expected A (r x in) and B (out x r) with the same r >= 1 for module '{}', got A {}x{} "
+         "and B {}x{}",
+         module, aRows, aCols, bRows, bCols);
+  }
+  if (aRows > 0x7fffffff) fail(where, "expected a rank below 2^31 for '{}', got {}", module, aRows);
+  if (!(std::isfinite(alpha) && alpha > 0)) {
+    fail(where, "expected a positive finite alpha for module '{}', got {}", module, alpha);
+  }
+  if (dora && (mSize != bRows || !mIsVector)) {
+    fail(where, "expected a magnitude vector of {} entries for module '{}', got {}", bRows,
+         module, mSize);
+  }
+  if (m_dora >= 0 && (m_dora == 1) != dora) {
+    fail(where,
+         "expected every module {} a DoRA magnitude (PEFT's use_dora is per adapter), got module "
+         "'{}' {} one",
+         m_dora == 1 ? "with" : "without", module, dora ? "with" : "without");
+  }
+  for (const ModuleRankAlpha& m : m_modules) {
+    if (m.module == module) fail(where, "expected a new module, got '{}' twice", module);
+  }
+}
+
+void PeftAdapterWriter::commitModule(std::string module, int rank, double alpha, bool dora,
+                                     SafeTensorsWriter&& tensors) {
+  m_modules.push_back({std::move(module), rank, alpha});
+  try {
+    m_tensors.append(std::move(tensors));
+  } catch (...) {
+    m_modules.pop_back();
+    throw;
+  }
+  m_dora = dora ? 1 : 0;
+}
+
+PeftAdapterWriter& PeftAdapterWriter::append(PeftAdapterWriter&& other) {
+  constexpr const char* where = "PeftAdapterWriter::append";
+  if (&other == this) fail(where, "expected another writer, got this one");
+  if (other.m_dtype != m_dtype) {
+    fail(where, "expected a writer of the same dtype ({}), got {}", dtypeName(m_dtype),
+         dtypeName(other.m_dtype));
+  }
+  if (other.m_modules.empty()) return *this;
+  if (m_dora >= 0 && other.m_dora != m_dora) {
+    fail(where, "expected modules {} DoRA magnitudes like this writer's, got the other kind",
+         m_dora == 1 ? "with" : "without");
+  }
+  for (const ModuleRankAlpha& o : other.m_modules) {
+    for (const ModuleRankAlpha& m : m_modules) {
+      if (m.module == o.module) fail(where, "expected new modules, got '{}' twice", o.module);
+    }
+  }
+  std::vector<ModuleRankAlpha> modules = m_modules;
+  modules.insert(modules.end(), other.m_modules.begin(), other.m_modules.end());
+  m_tensors.append(std::move(other.m_tensors));  // checks names; nothing changed if it throws
+  m_modules.swap(modules);
+  m_dora = other.m_dora;
+  other.m_modules.clear();
+  other.m_dora = -1;
+  return *this;
+}
+
+AdapterConfig PeftAdapterWriter::resolvedConfig() const {
+  constexpr const char* where = "PeftAdapterWriter::resolvedConfig";
+  if (m_modules.empty()) fail(where, "expected at least one module, got none");
+  AdapterConfig c = m_config;
+  c.useDora = m_dora == 1;
+  assignPatterns(c, m_modules);
+  const std::string text = adapterConfigJson(c);
+  AdapterConfig parsed = AdapterConfig::parse(text, "adapter_config.json (to be written)");
+  for (const ModuleRankAlpha& m : m_modules) {
+    const int r = parsed.rankFor(m.module);
+    const double a = parsed.alphaFor(m.module);
+    if (r != m.rank || !sameAlpha(a, m.alpha)) {
+      fail(where,
+           "expected the written config to resolve module '{}' to rank {} and alpha {}, got rank "
+           "{} and alpha {}",
+           m.module, m.rank, m.alpha, r, a);
+    }
+  }
+  return parsed;
+}
+
+void PeftAdapterWriter::write(const std::filesystem::path& dir) const {
+  constexpr std::string_view kWhere = "PeftAdapterWriter::write";
+  const AdapterConfig config = resolvedConfig();
+  const std::string json = adapterConfigJson(config);
+
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    fail(kWhere, "expected a folder for the adapter, got the file '{}'", dir.string());
+  }
+  // Folders this call creates, deepest first, removed again if the write fails.
+  std::vector<fs::path> created;
+  for (fs::path p = dir; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    created.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  const auto removeCreated = [&] {
+    for (const fs::path& p : created) removeQuietly(p);  // only removes empty folders
+  };
+  if (!created.empty()) {
+    fs::create_directories(dir, ec);
+    if (ec) {
+      removeCreated();
+      fail(kWhere, "expected to create the folder '{}', got an error: {}", dir.string(),
+           ec.message());
+    }
+  }
+
+  const std::string tag = uniqueTag();
+  const fs::path finalTensors = dir / "adapter_model.safetensors";
+  const fs::path finalConfig = dir / "adapter_config.json";
+  const fs::path stageTensors = dir / fmt::format(".adapter_model.safetensors.{}.staging", tag);
+  const fs::path stageConfig = dir / fmt::format(".adapter_config.json.{}.staging", tag);
+  const fs::path backup = dir / fmt::format(".adapter_model.safetensors.{}.backup", tag);
+  const auto cleanup = [&] {
+    removeQuietly(stageTensors);
+    removeQuietly(stageConfig);
+    removeQuietly(backup);
+    removeCreated();
+  };
+  try {
+    m_tensors.write(stageTensors);
+    writeFileAtomic(stageConfig, json);
+    if (fs::is_directory(finalTensors, ec)) {
+      fail(kWhere, "expected a file path for the tensors, got the folder '{}'",
+           finalTensors.string());
+    }
+    const bool hadTensors = fs::exists(finalTensors, ec);
+    bool backedUp = false;
+    if (hadTensors) {
+      fs::create_hard_link(finalTensors, backup, ec);
+      backedUp = !ec;
+    }
+    fs::rename(stageTensors, finalTensors, ec);
+    if (ec) {
+      fail(kWhere, "expected to move the new tensors into '{}', got an error: {}",
+           finalTensors.string(), ec.message());
+    }
+    fs::rename(stageConfig, finalConfig, ec);
+    if (ec) {
+      const std::string why = ec.message();
+      // Undo the first rename: the earlier tensors come back from the hard link.
+      std::error_code undo;
+      if (backedUp) {
+        fs::rename(backup, finalTensors, undo);
+      } else if (!hadTensors) {
+        fs::remove(finalTensors, undo);
+      }
+      fail(kWhere, "expected to move the new config into '{}', got an error: {}",
+           finalConfig.string(), why);
+    }
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  removeQuietly(backup);
+}
+
+}  // namespace lora

@@ -1,0 +1,156 @@
+// Bad flags, outputs and shapes for the `lora` subcommands: an adapter that does not fit the base,
+// unwritable outputs, rank flags out of range (each one error line, exit 1, no output left) and
+// usage errors (exit 2). The adapters are small synthetic ones written here.
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lora/io/adapter_config.hpp"
+#include "lora/io/peft_writer.hpp"
+#include "lora/io/safetensors.hpp"
+#include "support/cli.hpp"
+#include "support/cli_synthetic.hpp"
+#include "support/matrices.hpp"
+
+namespace {
+
+using namespace lora::test::cli_synthetic;
+using lora::test::CliResult;
+using lora::test::runCli;
+using lora::test::ScratchDir;
+
+TEST(CliUsage, AdapterThatDoesNotFitTheBase) {
+  ScratchDir tmp("fit");
+  writeGoodAdapter(tmp / "a");
+  writeBase(tmp / "wide.safetensors", 7);
+  expectError("merge --base " + q(tmp / "wide.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp / "m.safetensors"),
+              "of shape [8, 6]", tmp / "m.safetensors");
+  writeBase(tmp / "no_v.safetensors", 6, false);
+  expectError("merge --base " + q(tmp / "no_v.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp / "m.safetensors"),
+              "layers.0.v.weight", tmp / "m.safetensors");
+  // An earlier output file is left as it was.
+  writeText(tmp / "earlier.safetensors", "earlier");
+  expectError("merge --base " + q(tmp / "wide.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp / "earlier.safetensors"),
+              "of shape");
+  EXPECT_EQ(lora::test::readText(tmp / "earlier.safetensors"), "earlier");
+  // PiSSA factors are not merged into the original base unless --residual says it is one.
+  lora::PeftAdapterWriter w(lora::AdapterConfig::parse(
+      R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "init_lora_weights": "pissa"})", "t"));
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
+  w.write(tmp / "pissa");
+  writeBase(tmp / "base.safetensors");
+  expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "pissa") +
+                  " --out " + q(tmp / "m.safetensors"),
+              "convert-pissa", tmp / "m.safetensors");
+  expectError("resize --rank 2 " + q(tmp / "pissa") + " " + q(tmp / "r"), "convert-pissa", tmp / "r");
+  EXPECT_EQ(runCli("merge --residual --base " + q(tmp / "base.safetensors") + " --adapter " +
+                   q(tmp / "pissa") + " --out " + q(tmp / "m.safetensors"))
+                .status,
+            0);
+}
+
+TEST(CliUsage, ConvertPissaMismatches) {
+  ScratchDir tmp("convert");
+  writeGoodAdapter(tmp / "trained");
+  lora::PeftAdapterWriter w(lora::AdapterConfig::parse(kConfig, "t"));
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
+  w.write(tmp / "one_module");
+  expectError("convert-pissa --initial " + q(tmp / "one_module") + " --trained " + q(tmp / "trained") +
+                  " --out " + q(tmp / "c"),
+              "cover the 2 modules", tmp / "c");
+  lora::SafeTensorsWriter bare;
+  bare.add("layers.0.q.lora_A.weight", lora::test::gaussian<float>(4, 6, 1));
+  bare.add("layers.0.q.lora_B.weight", lora::test::gaussian<float>(8, 4, 1));
+  bare.add("layers.0.v.lora_A.weight", lora::test::gaussian<float>(4, 7, 1));
+  bare.add("layers.0.v.lora_B.weight", lora::test::gaussian<float>(5, 4, 1));
+  bare.write(tmp / "init.safetensors");
+  expectError("convert-pissa --initial " + q(tmp / "init.safetensors") + " --trained " + q(tmp / "trained") +
+                  " --out " + q(tmp / "c"),
+              "expected initial factors of the trained shapes for 'layers.0.v'", tmp / "c");
+}
+
+TEST(CliUsage, UnwritableOutputs) {
+  ScratchDir tmp("unwritable");
+  writeGoodAdapter(tmp / "a");
+  writeBase(tmp / "base.safetensors");
+  writeText(tmp / "file", "x");
+  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "file" / "out"), "expected",
+              tmp / "file" / "out");
+  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "file"), "expected a folder");
+  EXPECT_EQ(lora::test::readText(tmp / "file"), "x");
+  expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp / "missing" / "m.safetensors"),
+              "existing folder", tmp / "missing");
+  expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp.path()),
+              "got the folder");
+  expectError("convert-pissa --initial " + q(tmp / "a") + " --trained " + q(tmp / "a") +
+                  " --out " + q(tmp / "file" / "c"),
+              "expected", tmp / "file" / "c");
+  expectError("recommend --budget 4 --write-pattern " + q(tmp / "file" / "p.json") + " " + q(tmp / "a"),
+              "expected a writable folder");
+  // Nothing but what the test made is left in the scratch folder.
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(tmp.path())) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"a", "base.safetensors", "file"}));
+}
+
+TEST(CliUsage, RankFlagsOutOfRange) {
+  ScratchDir tmp("flags");
+  writeGoodAdapter(tmp / "a");
+  const fs::path out = tmp / "out";
+  const std::string in = q(tmp / "a") + " " + q(out);
+  for (const auto& [flags, word] : std::vector<std::pair<std::string, std::string>>{
+           {"--rank 0", "--rank >= 1"},
+           {"--rank -3", "--rank >= 1"},
+           {"--energy 0", "--energy in (0, 1]"},
+           {"--energy 1.5", "--energy in (0, 1]"},
+           {"--sv-ratio 0.5", "--sv-ratio"},
+           {"--sv-cumulative 2", "--sv-cumulative in (0, 1]"},
+           {"--sv-fro -1", "--sv-fro in (0, 1]"},
+           {"--rank 2 --min-rank 0", "--min-rank >= 1"},
+           {"--rank 2 --max-rank 0", "--max-rank >= 1"},
+           {"--rank 2 --min-rank 4 --max-rank 2", "--min-rank <= --max-rank"},
+           {"--rank 2 --threads 0", "--threads >= 1"},
+           {"--rank 2 --dtype f8", "--dtype"},
+           {"--rank-pattern " + q(tmp / "none.json"), "readable --rank-pattern"}}) {
+    expectError("resize " + flags + " " + in, word, out);
+  }
+  writeText(tmp / "bad.json", R"({"rank_pattern": {"q": 0}})");
+  expectError("resize --rank-pattern " + q(tmp / "bad.json") + " " + in, "positive integer rank", out);
+  writeText(tmp / "bad2.json", "{oops");
+  expectError("resize --rank-pattern " + q(tmp / "bad2.json") + " " + in, "valid JSON", out);
+  expectError("recommend --budget 0 " + q(tmp / "a"), "--budget >= 1");
+  expectError("recommend --budget 100 " + q(tmp / "a"), "expected a budget in [2, 8]");
+  expectError("recommend --budget 4 --min-rank 0 " + q(tmp / "a"), "--min-rank >= 1");
+  expectError("recommend --budget 4 --min-rank 3 --max-rank 2 " + q(tmp / "a"), "--min-rank <= --max-rank");
+  expectError("inspect --threads 0 " + q(tmp / "a"), "--threads >= 1");
+  expectError("merge --dtype q4 --base x --adapter " + q(tmp / "a") + " --out " + q(tmp / "m"),
+              "--dtype", tmp / "m");
+}
+
+TEST(CliUsage, UsageErrorsExitWithTwo) {
+  ScratchDir tmp("usage");
+  writeGoodAdapter(tmp / "a");
+  const fs::path out = tmp / "out";
+  expectError("resize " + q(tmp / "a") + " " + q(out), "Exactly 1 option", out, 2);
+  expectError("resize --rank 2 --knee " + q(tmp / "a") + " " + q(out), "Exactly 1 option", out, 2);
+  expectError("resize --rank two " + q(tmp / "a") + " " + q(out), "rank", out, 2);
+  expectError("inspect --bogus " + q(tmp / "a"), "bogus", std::nullopt, 2);
+  expectError("merge --adapter " + q(tmp / "a"), "required", std::nullopt, 2);
+  expectError("recommend --budget 4 --rule best " + q(tmp / "a"), "best", std::nullopt, 2);
+  expectError("", "subcommand", std::nullopt, 2);
+}
+
+}  // namespace

@@ -1,0 +1,91 @@
+#pragma once
+// Helpers shared by the adapter subcommands of `lora`: threads, the progress bar, tables,
+// dtype names, spectra and resource use.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+
+#include "lora/io/peft_file.hpp"
+#include "lora/io/safetensors.hpp"
+
+namespace lora::cli {
+
+/// Options every adapter subcommand has.
+struct CommonOptions {
+  int threads = 0;     ///< 0: std::thread::hardware_concurrency()
+  bool quiet = false;  ///< no progress bar
+  bool json = false;   ///< JSON on stdout instead of a table
+};
+
+/// Adds --threads and --quiet (and --json when \p withJson) to \p cmd.
+void addCommonOptions(CLI::App* cmd, CommonOptions& options, bool withJson);
+
+/// The number of worker threads: --threads when given (must be >= 1), else the hardware's.
+unsigned threadCount(const CLI::App* cmd, const CommonOptions& options);
+
+/// \brief A progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
+/// tick() may be called from any thread.
+class Progress {
+ public:
+  Progress(std::string label, std::size_t total, bool quiet);
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  ~Progress();
+  void tick();
+
+ private:
+  void draw(std::size_t done);
+  std::string m_label;
+  std::size_t m_total;
+  bool m_enabled;
+  std::atomic<std::size_t> m_done{0};
+  std::mutex m_mutex;
+  std::size_t m_drawn = 0;
+};
+
+/// Runs fn(i) for every i in [0, n) on up to \p threads threads (the caller's included). After
+/// a failure no new index starts; once all running calls return, the exception of the lowest
+/// failing index is rethrown, so the error does not depend on scheduling.
+void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn,
+                 Progress* progress = nullptr);
+
+/// "f32", "f16", "bf16" (also "f64") -> DType; anything else throws lora::Error.
+DType parseDTypeName(std::string_view name, std::string_view where);
+
+/// A text table: left-aligned first column, right-aligned others.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) : m_rows{std::move(header)} {}
+  void add(std::vector<std::string> row) { m_rows.push_back(std::move(row)); }
+  void print(std::FILE* out) const;
+
+ private:
+  std::vector<std::vector<std::string>> m_rows;
+};
+
+/// Peak resident memory of this process so far, in bytes (0 where unknown).
+std::size_t peakRssBytes();
+
+/// Whether an adapter's factors apply to a base weight changed at initialisation (PiSSA, OLoRA,
+/// CorDA, LoftQ: `init_lora_weights` "pissa...", "olora", "corda", "loftq").
+bool mutatesBase(const AdapterConfig& config);
+
+/// The singular values of s·B·A for module \p m, from the factors (FactoredSVD, values only).
+Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFile::Module& m);
+
+/// Σσ²_{i<k} / Σσ² (1 for an all-zero spectrum or k >= size).
+double energyShare(const Eigen::VectorXd& sigma, Eigen::Index k);
+
+/// fmt "{:.4g}" of v.
+std::string num(double v);
+
+}  // namespace lora::cli

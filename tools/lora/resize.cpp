@@ -1,0 +1,347 @@
+// `lora resize DIR OUT_DIR`: a new rank per module from the spectrum of its s·B·A (one rule for
+// all modules), and the truncated SVD of s·B·A at that rank as the new factors, computed from the
+// factors (FactoredSVD: O((out + in)·r²), never the out x in matrix). Modules are read, resized
+// and encoded one at a time per thread, so memory stays near twice the adapter's size.
+//
+// Rules: --rank N; --energy T (PEFT convert_to_lora's energy rule); --sv-ratio, --sv-cumulative,
+// --sv-fro (kohya sd-scripts networks/resize_lora.py); --knee; --rank-pattern FILE (PEFT's
+// pattern rule). The scaling s of each module is kept, so alpha becomes s·k (s·sqrt(k) with
+// rsLoRA), as kohya's resize_lora.py keeps alpha/dim.
+
+#include <climits>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "lora/error.hpp"
+#include "lora/io/adapter_config.hpp"
+#include "lora/io/peft_file.hpp"
+#include "lora/io/peft_writer.hpp"
+#include "lora/linalg/factored_svd.hpp"
+#include "lora/linalg/spectrum.hpp"
+
+namespace lora::cli {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr const char* kWhere = "resize";
+using Index = Eigen::Index;
+
+struct ResizeArgs {
+  std::string dir, outDir, dtype, rankPattern;
+  int rank = 0;
+  double energy = 0, svRatio = 0, svCumulative = 0, svFro = 0;
+  bool knee = false;
+  int minRank = 1, maxRank = 0;
+  CommonOptions common;
+};
+
+enum class Rule { Rank, Energy, SvRatio, SvCumulative, SvFro, Knee, Pattern };
+
+struct Plan {
+  Rule rule = Rule::Rank;
+  std::string name;      // the flag, for reports
+  double threshold = 0;  // --rank N, or T
+  std::optional<AdapterConfig> pattern;
+  Index minRank = 1;
+  std::optional<Index> maxRank;
+};
+
+void checkFraction(const char* flag, double t) {
+  if (!(t > 0.0 && t <= 1.0)) detail::fail(kWhere, "expected {} in (0, 1], got {}", flag, t);
+}
+
+/// A rank_pattern file: {"rank_pattern": {...}, "r": N} (what `lora recommend` writes) or a
+/// bare {key: rank} object; keys follow PEFT's rule. Modules that no key matches keep their
+/// rank unless "r" is given.
+AdapterConfig loadRankPattern(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) detail::fail(kWhere, "expected a readable --rank-pattern file, got '{}'", path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail(kWhere, "expected valid JSON in '{}', got {}", path, e.what());
+  }
+  if (!j.is_object()) detail::fail(kWhere, "expected a JSON object in '{}', got {}", path, j.type_name());
+  nlohmann::ordered_json cfg;
+  cfg["peft_type"] = "LORA";
+  if (j.contains("rank_pattern")) {
+    cfg["rank_pattern"] = j["rank_pattern"];
+    cfg["r"] = j.contains("r") ? j["r"] : nlohmann::ordered_json(INT_MAX);
+  } else {
+    cfg["rank_pattern"] = j;
+    cfg["r"] = INT_MAX;  // no default: unmatched modules keep their rank
+  }
+  return AdapterConfig::parse(cfg.dump(), path);
+}
+
+Plan makePlan(const CLI::App* cmd, const ResizeArgs& a) {
+  Plan p;
+  if (cmd->count("--rank")) {
+    if (a.rank < 1) detail::fail(kWhere, "expected --rank >= 1, got {}", a.rank);
+    p.rule = Rule::Rank;
+    p.name = "rank";
+    p.threshold = a.rank;
+  } else if (cmd->count("--energy")) {
+    checkFraction("--energy", a.energy);
+    p.rule = Rule::Energy;
+    p.name = "energy";
+    p.threshold = a.energy;
+  } else if (cmd->count("--sv-ratio")) {
+    if (!(std::isfinite(a.svRatio) && a.svRatio >= 1.0))
+      detail::fail(kWhere, "expected --sv-ratio to be a finite number >= 1, got {}", a.svRatio);
+    p.rule = Rule::SvRatio;
+    p.name = "sv_ratio";
+    p.threshold = a.svRatio;
+  } else if (cmd->count("--sv-cumulative")) {
+    checkFraction("--sv-cumulative", a.svCumulative);
+    p.rule = Rule::SvCumulative;
+    p.name = "sv_cumulative";
+    p.threshold = a.svCumulative;
+  } else if (cmd->count("--sv-fro")) {
+    checkFraction("--sv-fro", a.svFro);
+    p.rule = Rule::SvFro;
+    p.name = "sv_fro";
+    p.threshold = a.svFro;
+  } else if (cmd->count("--knee")) {
+    p.rule = Rule::Knee;
+    p.name = "knee";
+  } else {
+    p.rule = Rule::Pattern;
+    p.name = "rank_pattern";
+  }
+  if (cmd->count("--min-rank") && a.minRank < 1)
+    detail::fail(kWhere, "expected --min-rank >= 1, got {}", a.minRank);
+  if (cmd->count("--max-rank") && a.maxRank < 1)
+    detail::fail(kWhere, "expected --max-rank >= 1, got {}", a.maxRank);
+  p.minRank = a.minRank;
+  if (cmd->count("--max-rank")) p.maxRank = a.maxRank;
+  if (p.maxRank && *p.maxRank < p.minRank)
+    detail::fail(kWhere, "expected --min-rank <= --max-rank, got {} and {}", p.minRank,
+                 *p.maxRank);
+  if (p.rule == Rule::Pattern) p.pattern = loadRankPattern(a.rankPattern);
+  return p;
+}
+
+Index ruleRank(const Plan& p, const Eigen::VectorXd& sigma, const PeftAdapterFile::Module& m) {
+  switch (p.rule) {
+    case Rule::Rank:
+      return static_cast<Index>(p.threshold);
+    case Rule::Energy:
+      return linalg::energyRank(sigma, p.threshold);
+    case Rule::SvRatio:
+      return linalg::kohyaSvRatio(sigma, p.threshold);
+    case Rule::SvCumulative:
+      return linalg::kohyaSvCumulative(sigma, p.threshold);
+    case Rule::SvFro:
+      return linalg::kohyaSvFro(sigma, p.threshold);
+    case Rule::Knee:
+      return linalg::kneeRank(sigma);
+    case Rule::Pattern: {
+      const int r = p.pattern->rankFor(m.name);
+      return r == INT_MAX ? m.rank : r;
+    }
+  }
+  return m.rank;
+}
+
+struct ModuleResult {
+  Index oldRank = 0, newRank = 0;
+  double oldAlpha = 0, newAlpha = 0, scaling = 0;
+  double retainedEnergy = 1;
+  Index paramsBefore = 0, paramsAfter = 0;
+};
+
+void run(const CLI::App* cmd, const ResizeArgs& a) {
+  const unsigned threads = threadCount(cmd, a.common);
+  const Plan plan = makePlan(cmd, a);
+  const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
+  if (mutatesBase(file.config())) {
+    detail::fail(kWhere,
+                 "expected an adapter whose factors apply to the original base weights, got "
+                 "init_lora_weights \"{}\" (its factors apply to a residual base; run `lora "
+                 "convert-pissa` first)",
+                 file.config().initLoraWeights);
+  }
+  const DType outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhere);
+  const auto& modules = file.modules();
+  const ScalingMode mode = file.scalingMode();
+
+  std::vector<ModuleResult> results(modules.size());
+  std::vector<PeftAdapterWriter> parts;
+  parts.reserve(modules.size());
+  for (std::size_t i = 0; i < modules.size(); ++i) parts.emplace_back(file.config(), outType);
+  {
+    Progress progress("resize", modules.size(), a.common.quiet);
+    parallelFor(
+        modules.size(), threads,
+        [&](std::size_t i) {
+          const auto& m = modules[i];
+          ModuleResult& res = results[i];
+          Eigen::MatrixXd A = file.A<double>(m);
+          Eigen::MatrixXd B = file.B<double>(m);
+          const double s = file.scaling(m);
+          const linalg::FactoredSVD<double> svd(B, A, s);
+          if (svd.info() != Eigen::Success)
+            detail::fail(kWhere, "expected the SVD of s·B·A for '{}' to converge, got no convergence",
+                         m.name);
+          const Eigen::VectorXd& sigma = svd.singularValues();
+          Index k = std::max(ruleRank(plan, sigma, m), plan.minRank);
+          if (plan.maxRank) k = std::min(k, *plan.maxRank);
+          k = std::max<Index>(1, std::min<Index>(k, sigma.size()));
+
+          res.oldRank = m.rank;
+          res.newRank = k;
+          res.oldAlpha = m.alpha;
+          res.scaling = s;
+          res.retainedEnergy = energyShare(sigma, k);
+          const Index extra = m.keyMagnitude.empty() ? 0 : m.out;
+          res.paramsBefore = m.rank * (m.in + m.out) + extra;
+          res.paramsAfter = k * (m.in + m.out) + extra;
+          if (k == m.rank) {
+            res.newAlpha = m.alpha;  // unchanged: the factors are kept as they are
+          } else {
+            // Truncated SVD, σ split evenly: A' = diag(sqrt(σ/s)) V^T, B' = U diag(sqrt(σ/s));
+            // a null direction keeps a unit row in A and a zero column in B.
+            const double tiny = std::numeric_limits<double>::epsilon() * sigma(0);
+            Eigen::MatrixXd newA(k, m.in), newB(m.out, k);
+            for (Index j = 0; j < k; ++j) {
+              const bool null = sigma(j) <= tiny;
+              const double d = null ? 0.0 : std::sqrt(sigma(j) / s);
+              newA.row(j) = (null ? 1.0 : d) * svd.matrixV().col(j).transpose();
+              newB.col(j) = d * svd.matrixU().col(j);
+            }
+            A.swap(newA);
+            B.swap(newB);
+            res.newAlpha = alphaFor(s, k, mode);
+          }
+          if (m.keyMagnitude.empty()) {
+            parts[i].add(m.name, A, B, res.newAlpha);
+          } else {
+            parts[i].add(m.name, A, B, res.newAlpha, file.magnitude<double>(m));
+          }
+        },
+        &progress);
+  }
+  PeftAdapterWriter writer(file.config(), outType);
+  for (PeftAdapterWriter& p : parts) writer.append(std::move(p));
+  writer.write(a.outDir);
+
+  Index before = 0, after = 0, rankBefore = 0, rankAfter = 0;
+  for (const ModuleResult& r : results) {
+    before += r.paramsBefore;
+    after += r.paramsAfter;
+    rankBefore += r.oldRank;
+    rankAfter += r.newRank;
+  }
+  std::error_code ec;
+  const auto bytesAfter = fs::file_size(fs::path(a.outDir) / "adapter_model.safetensors", ec);
+
+  if (a.common.json) {
+    nlohmann::ordered_json j;
+    j["adapter"] = a.dir;
+    j["out"] = a.outDir;
+    j["rule"] = plan.name;
+    if (plan.rule == Rule::Pattern) {
+      j["rank_pattern_file"] = a.rankPattern;
+    } else if (plan.rule != Rule::Knee) {
+      j["threshold"] = plan.threshold;
+    }
+    j["min_rank"] = plan.minRank;
+    j["max_rank"] = plan.maxRank ? nlohmann::ordered_json(*plan.maxRank) : nlohmann::ordered_json();
+    j["dtype"] = std::string(dtypeName(outType));
+    j["modules"] = nlohmann::ordered_json::array();
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      const ModuleResult& r = results[i];
+      nlohmann::ordered_json e;
+      e["name"] = modules[i].name;
+      e["out"] = modules[i].out;
+      e["in"] = modules[i].in;
+      e["old_rank"] = r.oldRank;
+      e["new_rank"] = r.newRank;
+      e["old_alpha"] = r.oldAlpha;
+      e["new_alpha"] = r.newAlpha;
+      e["scaling"] = r.scaling;
+      e["retained_energy"] = r.retainedEnergy;
+      e["retained_fro"] = std::sqrt(r.retainedEnergy);
+      e["params_before"] = r.paramsBefore;
+      e["params_after"] = r.paramsAfter;
+      j["modules"].push_back(std::move(e));
+    }
+    j["summary"] = {{"modules", modules.size()},
+                    {"rank_before", rankBefore},
+                    {"rank_after", rankAfter},
+                    {"params_before", before},
+                    {"params_after", after},
+                    {"bytes_before", file.fileBytes()},
+                    {"bytes_after", ec ? 0 : bytesAfter},
+                    {"peak_rss_bytes", peakRssBytes()}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+
+  Table table({"module", "out", "in", "rank", "new rank", "alpha", "new alpha", "fro kept"});
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    const ModuleResult& r = results[i];
+    table.add({modules[i].name, std::to_string(modules[i].out), std::to_string(modules[i].in),
+               std::to_string(r.oldRank), std::to_string(r.newRank), num(r.oldAlpha),
+               num(r.newAlpha), fmt::format("{:.2f}%", 100.0 * std::sqrt(r.retainedEnergy))});
+  }
+  table.print(stdout);
+  fmt::print("rule {}{}; ranks clamped to [{}, {}]\n", plan.name,
+             plan.rule == Rule::Knee      ? std::string()
+             : plan.rule == Rule::Pattern ? " from " + a.rankPattern
+                                          : fmt::format(" {}", plan.threshold),
+             plan.minRank, plan.maxRank ? std::to_string(*plan.maxRank) : "min(r, out, in)");
+  fmt::print("parameters: {} -> {} ({:.1f}%), rank sum {} -> {}, {} -> {} bytes, written to {}\n",
+             before, after, before > 0 ? 100.0 * static_cast<double>(after) / before : 0.0,
+             rankBefore, rankAfter, file.fileBytes(), ec ? 0 : bytesAfter, a.outDir);
+}
+
+}  // namespace
+
+void addResize(CLI::App& app) {
+  auto args = std::make_shared<ResizeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "resize",
+      "Shrink each module of a PEFT adapter to the rank a rule picks from the spectrum of its "
+      "s·B·A; the new factors are the truncated SVD, computed from the factors. Writes a PEFT "
+      "adapter whose rank_pattern/alpha_pattern give every module its new rank and alpha.");
+  cmd->add_option("DIR", args->dir, "PEFT adapter folder")->required();
+  cmd->add_option("OUT_DIR", args->outDir, "folder for the resized adapter")->required();
+  CLI::Option_group* rule = cmd->add_option_group("rule", "exactly one rank rule");
+  rule->add_option("--rank", args->rank, "the same rank N for every module");
+  rule->add_option("--energy", args->energy,
+                   "smallest k keeping a fraction T of Σσ² (PEFT's convert_to_lora rule)");
+  rule->add_option("--sv-ratio", args->svRatio, "kohya: #{σ_i > σ_1 / T}, T >= 1");
+  rule->add_option("--sv-cumulative", args->svCumulative,
+                   "kohya: smallest k with Σ_{i<=k} σ_i >= T Σσ");
+  rule->add_option("--sv-fro", args->svFro,
+                   "kohya: smallest k keeping a fraction T of the Frobenius norm");
+  rule->add_flag("--knee", args->knee, "the knee of the spectrum (Kneedle)");
+  rule->add_option("--rank-pattern", args->rankPattern,
+                   "ranks from a rank_pattern JSON file (what `lora recommend --write-pattern` "
+                   "writes), PEFT's pattern rule");
+  rule->require_option(1);
+  cmd->add_option("--min-rank", args->minRank, "lowest new rank (default 1)");
+  cmd->add_option("--max-rank", args->maxRank, "highest new rank (default: no limit)");
+  cmd->add_option("--dtype", args->dtype, "f32, f16 or bf16 for the new factors (default: as read)");
+  addCommonOptions(cmd, args->common, true);
+  cmd->callback([cmd, args] { run(cmd, *args); });
+}
+
+}  // namespace lora::cli
