@@ -74,7 +74,9 @@ TEST(CliErrors, BadConfigs) {
   };
   int i = 0;
   for (const auto& [config, word] : cases) {
-    const fs::path dir = tmp / ("c" + std::to_string(i++));
+    std::string name = "config_";
+    name += std::to_string(i++);  // (not "c" + to_string: GCC 12 warns falsely, -Wrestrict)
+    const fs::path dir = tmp / name;
     fs::create_directories(dir);
     fs::copy(tmp / "good" / "adapter_model.safetensors", dir);
     writeText(dir / "adapter_config.json", config);
