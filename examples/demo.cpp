@@ -4,11 +4,15 @@
 // noisy samples of the target. A LoRA layer of rank 12 is trained (plain SGD on the mean squared
 // error) to recover Δ; then the learned delta's spectrum is read from the factors, the layer is
 // shrunk to the rank that keeps 90% of its energy, and the losses before and after are compared.
+// The trained rank-12 layer is also saved as a PEFT adapter folder (argv[1], default
+// "demo-adapter") for `lora inspect` and `lora resize` to work on (scripts/demo.sh runs both).
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include <fmt/format.h>
 
+#include "lora/io/peft_writer.hpp"
 #include "lora/lora.hpp"
 
 namespace {
@@ -34,7 +38,8 @@ double mse(const Mat& a, const Mat& b) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const std::string adapterDir = argc > 1 ? argv[1] : "demo-adapter";
   constexpr Eigen::Index out = 96, in = 64, samples = 2048, plantedRank = 4, loraRank = 12;
   constexpr double noise = 0.05;
   lora::Rng rng(2026);
@@ -84,6 +89,14 @@ int main() {
   fmt::print("\n");
   const double recovery = (layer.deltaWeight() - delta).norm() / delta.norm();
   fmt::print("  relative error of the learned delta vs the planted one: {:.4f}\n", recovery);
+
+  // Save the trained layer as a PEFT adapter (what `lora inspect` and `lora resize` read).
+  lora::AdapterConfig config;
+  config.baseModelNameOrPath = "lorapp-demo";
+  lora::PeftAdapterWriter writer(config, lora::DType::F32);
+  writer.add("model.layers.0.self_attn.q_proj", layer.A(), layer.B(), layer.alpha());
+  writer.write(adapterDir);
+  fmt::print("  saved the rank-{} layer as a PEFT adapter in {}/\n", layer.rank(), adapterDir);
 
   // Shrink to the rank that keeps 90% of the energy.
   const Eigen::Index keep = lora::linalg::energyRank(sigma, 0.90);

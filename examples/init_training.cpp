@@ -36,8 +36,8 @@
 
 #include <fmt/format.h>
 #include <Eigen/Cholesky>
-#include <Eigen/SVD>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/analysis/markdown_table.hpp"
 #include "lora/analysis/weight_statistics.hpp"
 #include "lora/detail/orthogonal.hpp"
@@ -189,7 +189,7 @@ double rankOptimum(const Task& task, const Mat& W, Index rank) {
   const MatD X = task.X.cast<double>();
   const MatD R = task.Y.cast<double>() - X * W.cast<double>().transpose();
   const MatD fit = X * (X.transpose() * X).ldlt().solve(X.transpose() * R);
-  const Eigen::VectorXd sigma = Eigen::BDCSVD<MatD>(fit).singularValues();
+  const Eigen::VectorXd sigma = lora::linalg::singularValues(fit);
   const Index k = sigma.size();
   const double dropped = rank < k ? sigma.tail(k - rank).squaredNorm() : 0.0;
   return ((R - fit).squaredNorm() + dropped) / static_cast<double>(R.size());

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include <Eigen/QR>
-#include <Eigen/SVD>
 #include <fmt/format.h>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/layer.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "lora/rank/article_gradient.hpp"
@@ -98,7 +98,7 @@ void plantedRecovery() {
             const Mat signal = planted(dim, dim, k, rng);
             const Mat noise = gaussian(dim, dim, rng);
             const Mat D = signal + noise * (signal.norm() / noise.norm() / snrs[j]);
-            sigma = Eigen::BDCSVD<Mat>(D).singularValues();
+            sigma = lora::linalg::singularValues(D);
           } else {  // G = dY^T X for dY = X T^T + noise, the noise at the given SNR on dY
             const Mat T = planted(dim, dim, k, rng);
             const Mat X = gaussian(batch, dim, rng);

@@ -4,5 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORA_BUILD_TESTS=ON -DLORA_BUILD_EXAMPLES=ON -DLORA_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build build --target lora_demo
-./build/bin/lora_demo
+cmake --build build --target lora_demo lora_cli
+./build/bin/lora_demo build/demo-adapter
+echo
+echo "== the adapter the demo saved, seen by the lora tool"
+./build/bin/lora inspect build/demo-adapter
+./build/bin/lora resize build/demo-adapter build/demo-adapter-r4 --energy 0.9

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds LoRA++ and runs every test (the README's second command):
-# the Release build, then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# the Release build, then the same tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# the libFuzzer targets for about a minute (scripts/fuzz.sh).
 # PEFT fixtures come from $LORA_PEFT_FIXTURES (default ../shared/peft-fixtures/set_a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,6 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== libFuzzer: the safetensors and adapter_config readers (scripts/fuzz.sh)"
+bash scripts/fuzz.sh

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

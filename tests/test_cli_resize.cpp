@@ -9,11 +9,11 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
@@ -72,15 +72,15 @@ TEST(CliResize, EveryRuleOnEveryVariantGivesTheTruncatedSvd) {
         SCOPED_TRACE(m.name);
         const Eigen::MatrixXd delta = denseDelta(in, m);
         const Eigen::Index n = std::min({m.rank, m.out, m.in});
-        Eigen::JacobiSVD<Eigen::MatrixXd> svd(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
-        const Eigen::VectorXd sigma = svd.singularValues().head(n);
+        const auto svd = lora::linalg::denseSVD(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
+        const Eigen::VectorXd sigma = svd.S.head(n);
         const Eigen::Index k = std::clamp<Eigen::Index>(ruleRank(rule, t, sigma), 1, n);
         EXPECT_EQ(j["modules"][i]["new_rank"], k);
         EXPECT_EQ(m2.rank, k);
         EXPECT_EQ(m2.name, m.name);
         EXPECT_NEAR(out.scaling(m2), in.scaling(m), 1e-12 * in.scaling(m));  // scaling kept
-        const Eigen::MatrixXd best = svd.matrixU().leftCols(k) * sigma.head(k).asDiagonal() *
-                                     svd.matrixV().leftCols(k).transpose();
+        const Eigen::MatrixXd best = svd.U.leftCols(k) * sigma.head(k).asDiagonal() *
+                                     svd.V.leftCols(k).transpose();
         EXPECT_LE((denseDelta(out, m2) - best).norm(), 1e-5 * delta.norm() + 1e-12);
         EXPECT_NEAR(j["modules"][i]["retained_energy"].get<double>(),
                     sigma.head(k).squaredNorm() / sigma.squaredNorm(), 1e-9);

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/SVD>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/olora.hpp"
 #include "lora/init/pissa.hpp"
 #include "lora/io/adapter_config.hpp"
@@ -38,9 +38,9 @@ std::vector<std::string> modulesOf(const lora::SafeTensorsReader& init) {
 
 // The best rank-r approximation of W (double SVD).
 MatD truncation(const MatD& W, Eigen::Index r) {
-  const Eigen::BDCSVD<MatD> svd(W, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  return svd.matrixU().leftCols(r) * svd.singularValues().head(r).asDiagonal() *
-         svd.matrixV().leftCols(r).transpose();
+  const auto svd = lora::linalg::denseSVD(W, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  return svd.U.leftCols(r) * svd.S.head(r).asDiagonal() *
+         svd.V.leftCols(r).transpose();
 }
 
 // One module of a variant: the base weight, PEFT's initial s·B·A and residual, and ours.

@@ -6,9 +6,9 @@
 #include <memory>
 
 #include <Eigen/QR>
-#include <Eigen/SVD>
 #include <gtest/gtest.h>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/lora_ga.hpp"
 #include "lora/init/milora.hpp"
 #include "lora/init/olora.hpp"
@@ -98,16 +98,16 @@ TYPED_TEST(SvdFamily, PissaIsTheBestRankRApproximationAndTheBaseKeepsTheRest) {
     const MatD Wd = planted(m, n, powerLaw(std::min(m, n), 0.7), 11);
     const Mat<Scalar> W = Wd.cast<Scalar>();
     const auto b = buildOn<Scalar>(W, 5, 20.0, lora::init::Pissa{});
-    const Eigen::BDCSVD<MatD> ref(W.template cast<double>(),
+    const auto ref = lora::linalg::denseSVD(W.template cast<double>(),
                                   Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const MatD best = ref.matrixU().leftCols(5) * ref.singularValues().head(5).asDiagonal() *
-                      ref.matrixV().leftCols(5).transpose();
+    const MatD best = ref.U.leftCols(5) * ref.S.head(5).asDiagonal() *
+                      ref.V.leftCols(5).transpose();
     EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), best), svdTol<Scalar>());
     expectResidualContract<Scalar>(W, b);
     // B = U_r sqrt(S_r / s), A = sqrt(S_r / s) V_r^T: equal column/row norms sqrt(σ_i / s).
     const double s = b.layer.scaling();
     for (Index i = 0; i < 5; ++i) {
-      const double want = std::sqrt(ref.singularValues()(i) / s);
+      const double want = std::sqrt(ref.S(i) / s);
       EXPECT_NEAR(static_cast<double>(b.layer.B().col(i).norm()), want, svdTol<Scalar>() * want);
       EXPECT_NEAR(static_cast<double>(b.layer.A().row(i).norm()), want, svdTol<Scalar>() * want);
     }
@@ -122,9 +122,9 @@ TYPED_TEST(SvdFamily, PissaNiterSplitsWExactlyAndIsCloseOnAFastDecay) {
   const Mat<Scalar> W = planted(60, 40, sigma, 21).cast<Scalar>();
   const auto b = buildOn<Scalar>(W, 4, 8.0, lora::init::PissaNiter<4>{});
   expectResidualContract<Scalar>(W, b);
-  const Eigen::BDCSVD<MatD> ref(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const MatD best = ref.matrixU().leftCols(4) * ref.singularValues().head(4).asDiagonal() *
-                    ref.matrixV().leftCols(4).transpose();
+  const auto ref = lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const MatD best = ref.U.leftCols(4) * ref.S.head(4).asDiagonal() *
+                    ref.V.leftCols(4).transpose();
   EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), best), 1e-3);
   EXPECT_EQ(b.layer.initializerName(), "pissa_niter_4");
   EXPECT_EQ(lora::init::PissaNiter<2>::name(), "pissa_niter_2");
@@ -137,15 +137,15 @@ TYPED_TEST(SvdFamily, MiloraTakesTheSmallestTriplets) {
   using Scalar = TypeParam;
   const Mat<Scalar> W = lora::test::gaussian<Scalar>(40, 30, 31);
   const auto b = buildOn<Scalar>(W, 4, 8.0, lora::init::Milora{});
-  const Eigen::BDCSVD<MatD> ref(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const MatD minor = ref.matrixU().rightCols(4) * ref.singularValues().tail(4).asDiagonal() *
-                     ref.matrixV().rightCols(4).transpose();
+  const auto ref = lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const MatD minor = ref.U.rightCols(4) * ref.S.tail(4).asDiagonal() *
+                     ref.V.rightCols(4).transpose();
   EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), minor), svdTol<Scalar>());
   expectResidualContract<Scalar>(W, b);
   // The spectrum of s·B·A is the tail of W's, in decreasing order.
   const Eigen::VectorXd spectrum = b.layer.spectrum().template cast<double>();
   for (Index i = 0; i < 4; ++i)
-    EXPECT_NEAR(spectrum(i), ref.singularValues()(26 + i), svdTol<Scalar>() * ref.singularValues()(0));
+    EXPECT_NEAR(spectrum(i), ref.S(26 + i), svdTol<Scalar>() * ref.S(0));
   EXPECT_EQ(b.layer.initializerName(), "milora");
 }
 
@@ -181,8 +181,8 @@ TYPED_TEST(SvdFamily, PeftOrthogonalStartsAtZeroDeltaAndLeavesTheBase) {
   EXPECT_GT(B.norm(), 0.1);
   EXPECT_LE((B * A).norm(), 1e-6 * B.norm() * A.norm());
   // A = (G_A Q_o)^T / 10 and B = G_B^T Q_e / 10 have rank r/2 each (as in PEFT).
-  const Eigen::VectorXd sa = Eigen::JacobiSVD<MatD>(A).singularValues();
-  const Eigen::VectorXd sb = Eigen::JacobiSVD<MatD>(B).singularValues();
+  const Eigen::VectorXd sa = lora::linalg::singularValues(A);
+  const Eigen::VectorXd sb = lora::linalg::singularValues(B);
   EXPECT_GT(sa(2), 1e-3);
   EXPECT_LE(sa(3), 1e-5 * sa(0));
   EXPECT_GT(sb(2), 1e-3);
@@ -205,16 +205,16 @@ TYPED_TEST(SvdFamily, LoraGaUsesTheGradientsSingularVectors) {
   for (Index i = 0; i < in; ++i) sigma(i) = 4.0 / (1.0 + static_cast<double>(i));
   const auto G = std::make_shared<const MatD>(planted(out, in, sigma, 61));
   const Mat<Scalar> W = lora::test::gaussian<Scalar>(out, in, 62, 0.1);
-  const Eigen::BDCSVD<MatD> ref(*G, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const auto ref = lora::linalg::denseSVD(*G, Eigen::ComputeThinU | Eigen::ComputeThinV);
   const double c = std::pow(static_cast<double>(out), 0.25) / std::sqrt(16.0);
 
   const auto b = buildOn<Scalar>(W, r, 6.0, lora::init::LoraGa{.gradient = G});
   const MatD A = b.layer.A().template cast<double>(), B = b.layer.B().template cast<double>();
   for (Index i = 0; i < r; ++i) {
     // A's rows: c·v_i (i < r); B's columns: c·u_{r+i}; each up to sign.
-    EXPECT_NEAR(std::abs(A.row(i).dot(ref.matrixV().col(i))), c, 1e-6 * c) << "A row " << i;
+    EXPECT_NEAR(std::abs(A.row(i).dot(ref.V.col(i))), c, 1e-6 * c) << "A row " << i;
     EXPECT_NEAR(A.row(i).norm(), c, 1e-6 * c);
-    EXPECT_NEAR(std::abs(B.col(i).dot(ref.matrixU().col(r + i))), c, 1e-6 * c) << "B col " << i;
+    EXPECT_NEAR(std::abs(B.col(i).dot(ref.U.col(r + i))), c, 1e-6 * c) << "B col " << i;
     EXPECT_NEAR(B.col(i).norm(), c, 1e-6 * c);
   }
   expectResidualContract<Scalar>(W, b);
@@ -227,8 +227,8 @@ TYPED_TEST(SvdFamily, LoraGaUsesTheGradientsSingularVectors) {
                          .scale = lora::init::LoraGaScale::Unit});
   for (Index i = 0; i < r; ++i) {
     EXPECT_NEAR(std::abs(arbr.layer.A().row(i).template cast<double>().dot(
-                    ref.matrixV().col(2 * i + 1))), 1.0, 1e-6);
-    EXPECT_NEAR(std::abs(arbr.layer.B().col(i).template cast<double>().dot(ref.matrixU().col(2 * i))),
+                    ref.V.col(2 * i + 1))), 1.0, 1e-6);
+    EXPECT_NEAR(std::abs(arbr.layer.B().col(i).template cast<double>().dot(ref.U.col(2 * i))),
                 1.0, 1e-6);
   }
   const auto a2r = buildOn<Scalar>(
@@ -237,9 +237,9 @@ TYPED_TEST(SvdFamily, LoraGaUsesTheGradientsSingularVectors) {
                          .scale = lora::init::LoraGaScale::GradientDescent});
   const double s = a2r.layer.scaling();
   for (Index i = 0; i < r; ++i) {
-    EXPECT_NEAR(std::abs(a2r.layer.A().row(i).template cast<double>().dot(ref.matrixV().col(r + i))),
+    EXPECT_NEAR(std::abs(a2r.layer.A().row(i).template cast<double>().dot(ref.V.col(r + i))),
                 1.0 / s, 1e-6 / s);
-    EXPECT_NEAR(std::abs(a2r.layer.B().col(i).template cast<double>().dot(ref.matrixU().col(i))),
+    EXPECT_NEAR(std::abs(a2r.layer.B().col(i).template cast<double>().dot(ref.U.col(i))),
                 1.0 / s, 1e-6 / s);
   }
   expectResidualContract<Scalar>(W, a2r);

@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include <Eigen/SVD>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/rank/adalora_schedule.hpp"
 #include "lora/rank/triplet_importance.hpp"
 #include "support/errors.hpp"
@@ -28,12 +28,12 @@ TEST(TripletImportance, SensitivityIsSigmaTimesTheDenseDerivative) {
   const Eigen::MatrixXd X = lora::test::gaussian<double>(9, 11, 3), dY = lora::test::gaussian<double>(9, 14, 4);
   const Eigen::VectorXd I = lora::rank::TripletImportance::sensitivity(layer, X, dY);
   // dense reference: SVD of the materialized delta, G = dY^T X
-  const Eigen::BDCSVD<Eigen::MatrixXd> svd(layer.deltaWeight(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const auto svd = lora::linalg::denseSVD(layer.deltaWeight(), Eigen::ComputeThinU | Eigen::ComputeThinV);
   const Eigen::MatrixXd G = dY.transpose() * X;
   ASSERT_EQ(I.size(), 5);
   for (Eigen::Index i = 0; i < 5; ++i) {
-    const double want = std::abs(svd.singularValues()(i) *
-                                 svd.matrixU().col(i).dot(G * svd.matrixV().col(i)));
+    const double want = std::abs(svd.S(i) *
+                                 svd.U.col(i).dot(G * svd.V.col(i)));
     EXPECT_NEAR(I(i), want, 1e-10 * (1 + want)) << i;
   }
   // and the derivative is what finite differences of L(σ) = <G, Σ σ_j u_j v_j^T> give: linear,

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 #include <gtest/gtest.h>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
@@ -50,8 +50,8 @@ inline Eigen::MatrixXd denseDelta(const PeftAdapterFile& f, const PeftAdapterFil
 }
 
 inline Eigen::VectorXd denseSpectrum(const Eigen::MatrixXd& M, Eigen::Index count) {
-  Eigen::JacobiSVD<Eigen::MatrixXd> svd(M);
-  return svd.singularValues().head(count);
+  const auto svd = lora::linalg::denseSVD(M, 0u);
+  return svd.S.head(count);
 }
 
 // Max |a - b| / max(1, |b|) over every tensor; names and shapes must agree.

@@ -7,11 +7,13 @@
 //   zeroDelta    - B·A = 0 exactly at init (output unchanged without touching W)
 //   random       - the factors depend on the seed
 //   evenRank     - needs an even rank
+//   halfRank     - needs 2·rank <= min(out, in)
 
 #include <memory>
 
 #include <Eigen/Core>
 
+#include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
 
 namespace lora::test {
@@ -22,6 +24,7 @@ struct CaseFlags {
   bool zeroDelta = false;
   bool random = true;
   bool evenRank = false;
+  bool halfRank = false;
 };
 
 struct PeftDefaultCase {
@@ -66,6 +69,49 @@ struct SvdBasedCase {
 struct SubtractDeltaXavierCase {
   static init::SubtractDelta<init::XavierLora> make(Eigen::Index, Eigen::Index) { return {}; }
   static constexpr CaseFlags flags{.subtracts = true};
+};
+
+// PEFT and the literature. The SVD-based ones are deterministic: their partial SVDs of these
+// small weights take the dense path, which does not use the generator.
+struct PissaCase {
+  static init::Pissa make(Eigen::Index, Eigen::Index) { return {}; }
+  static constexpr CaseFlags flags{.needsWeight = true, .subtracts = true, .random = false};
+};
+struct PissaNiter4Case {
+  static init::PissaNiter<4> make(Eigen::Index, Eigen::Index) { return {}; }
+  static constexpr CaseFlags flags{.needsWeight = true, .subtracts = true};
+};
+struct MiloraCase {
+  static init::Milora make(Eigen::Index, Eigen::Index) { return {}; }
+  static constexpr CaseFlags flags{.needsWeight = true, .subtracts = true, .random = false};
+};
+struct OloraCase {
+  static init::Olora make(Eigen::Index, Eigen::Index) { return {}; }
+  static constexpr CaseFlags flags{.needsWeight = true, .subtracts = true, .random = false};
+};
+struct PeftOrthogonalCase {
+  static init::PeftOrthogonal make(Eigen::Index, Eigen::Index) { return {}; }
+  static constexpr CaseFlags flags{.zeroDelta = true, .evenRank = true};
+};
+struct LoraGaCase {
+  static init::LoraGa make(Eigen::Index out, Eigen::Index in) {
+    Eigen::MatrixXd G(out, in);
+    lora::Rng rng(77);
+    lora::fillNormal(G, rng, 0.0, 1.0);
+    return {.gradient = std::make_shared<const Eigen::MatrixXd>(std::move(G))};
+  }
+  static constexpr CaseFlags flags{
+      .needsWeight = true, .subtracts = true, .random = false, .halfRank = true};
+};
+struct EvaCase {
+  // in components (all of them) with decreasing singular values: every rank up to in works.
+  static init::Eva make(Eigen::Index, Eigen::Index in) {
+    lora::Rng rng(55);
+    const Eigen::MatrixXd V = lora::detail::orthogonalMatrix<double>(in, in, 1.0, rng);
+    const Eigen::VectorXd S = Eigen::VectorXd::LinSpaced(in, static_cast<double>(in), 1.0);
+    return init::Eva(V, S);
+  }
+  static constexpr CaseFlags flags{.zeroDelta = true, .random = false};
 };
 
 }  // namespace lora::test

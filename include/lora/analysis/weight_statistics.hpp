@@ -5,11 +5,11 @@
 #include <cmath>
 
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
-#include <Eigen/SVD>
 
 #include "lora/base_weight.hpp"
 #include "lora/error.hpp"
+#include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/symmetric_eigen.hpp"
 
 namespace lora::analysis {
 
@@ -60,15 +60,14 @@ WeightStatistics weightStatistics(const Eigen::MatrixBase<Derived>& W,
   s.frobeniusNorm = Wd.norm();
   const Eigen::Index k = std::min(s.rows, s.cols);
   if (k <= options.denseSvdLimit) {
-    s.singularValues = Eigen::BDCSVD<Eigen::MatrixXd>(Wd).singularValues();
+    s.singularValues = linalg::singularValues(Wd);
   } else {
     Eigen::MatrixXd G(k, k);
     if (s.rows <= s.cols)
       G.noalias() = Wd * Wd.transpose();
     else
       G.noalias() = Wd.transpose() * Wd;
-    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G, Eigen::EigenvaluesOnly);
-    s.singularValues = eig.eigenvalues().reverse().cwiseMax(0.0).cwiseSqrt();
+    s.singularValues = linalg::symmetricEigen(G, false).values.reverse().cwiseMax(0.0).cwiseSqrt();
   }
   s.spectralNorm = s.singularValues(0);
   if (s.spectralNorm > 0.0)

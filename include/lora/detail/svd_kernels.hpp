@@ -9,8 +9,8 @@
 
 #include <Eigen/Core>
 #include <Eigen/QR>
-#include <Eigen/SVD>
 
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
 
 namespace lora::detail {
@@ -19,6 +19,35 @@ template <typename Scalar>
 using DenseMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 template <typename Scalar>
 using DenseVector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+/// A read-only column-major view with an outer stride: every matrix the SVDs read is one of these
+/// (or its transpose), so each algorithm is compiled once per Scalar, not once per caller's type.
+template <typename Scalar>
+using StridedView = Eigen::Map<const DenseMatrix<Scalar>, 0, Eigen::OuterStride<>>;
+
+/// Calls \p f(S, transposed) with a StridedView S of \p W's storage, where W = S (transposed ==
+/// false) or W = S^T (a row-major W is the transpose of a column-major array). A W without direct
+/// access to unit-stride storage (an expression) is evaluated once into a temporary first.
+template <typename Derived, typename F>
+decltype(auto) withStorage(const Eigen::MatrixBase<Derived>& W, F&& f) {
+  using Scalar = typename Derived::Scalar;
+  if constexpr ((Derived::Flags & Eigen::DirectAccessBit) != 0) {
+    const Derived& w = W.derived();
+    if (w.innerStride() == 1) {
+      if constexpr (static_cast<bool>(Derived::IsRowMajor))
+        return f(StridedView<Scalar>(w.data(), w.cols(), w.rows(),
+                                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.cols()))),
+                 true);
+      else
+        return f(StridedView<Scalar>(w.data(), w.rows(), w.cols(),
+                                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.rows()))),
+                 false);
+    }
+  }
+  const DenseMatrix<Scalar> copy = W;
+  return f(StridedView<Scalar>(copy.data(), copy.rows(), copy.cols(), Eigen::OuterStride<>(copy.rows())),
+           false);
+}
 
 /// Replaces the columns of \p X (rows >= cols) by an orthonormal basis of their span: the thin Q
 /// of a Householder QR, O(rows·cols²). Where X is rank-deficient the extra columns are still
@@ -41,11 +70,11 @@ void tallThinSvd(const Eigen::MatrixBase<DerivedY>& Y, DenseMatrix<Scalar>& U,
   const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(Y);
   const DenseMatrix<Scalar> R =
       qr.matrixQR().topRows(cols).template triangularView<Eigen::Upper>();
-  const Eigen::BDCSVD<DenseMatrix<Scalar>> svd(R, Eigen::ComputeFullU | Eigen::ComputeFullV);
-  S = svd.singularValues();
-  W = svd.matrixV();
+  const auto svd = linalg::denseSVD(R, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  S = svd.S;
+  W = svd.V;
   U.setZero(rows, cols);
-  U.topRows(cols) = svd.matrixU();
+  U.topRows(cols) = svd.U;
   U.applyOnTheLeft(qr.householderQ());
 }
 

@@ -36,9 +36,9 @@
 
 #include <Eigen/Core>
 #include <Eigen/QR>
-#include <Eigen/SVD>
 
 #include "lora/error.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
 
 namespace lora::detail {
@@ -91,20 +91,20 @@ bool evaRandomizedRightSvd(const Matrix& M, Eigen::Index q, Eigen::Index sketch,
   }
   // M ≈ Y·(Y^T M); the right singular vectors of Y^T M are the left ones of its transpose.
   const Matrix Bt = M.transpose() * Y;  // n x k
-  const Eigen::BDCSVD<Matrix> svd(Bt, Eigen::ComputeThinU);
-  if (svd.info() != Eigen::Success) return false;
-  V = svd.matrixU().leftCols(q).transpose();
-  S = svd.singularValues().head(q);
+  const auto svd = linalg::denseSVD(Bt, Eigen::ComputeThinU);
+  if (svd.info != Eigen::Success) return false;
+  V = svd.U.leftCols(q).transpose();
+  S = svd.S.head(q);
   return true;
 }
 
 /// Exact top \p q right singular vectors (rows) and singular values of \p M.
 template <typename Matrix, typename Vector>
 bool evaExactRightSvd(const Matrix& M, Eigen::Index q, Matrix& V, Vector& S) {
-  const Eigen::BDCSVD<Matrix> svd(M, Eigen::ComputeThinV);
-  if (svd.info() != Eigen::Success) return false;
-  V = svd.matrixV().leftCols(q).transpose();
-  S = svd.singularValues().head(q);
+  const auto svd = linalg::denseSVD(M, Eigen::ComputeThinV);
+  if (svd.info != Eigen::Success) return false;
+  V = svd.V.leftCols(q).transpose();
+  S = svd.S.head(q);
   return true;
 }
 

@@ -6,10 +6,10 @@
 #include <string>
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 
 #include "lora/detail/singular_factors.hpp"
 #include "lora/init/initializer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 
 namespace lora::init {
 
@@ -41,10 +41,9 @@ struct Milora {
     if (r > minDim) detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, r);
     const Matrix W = weightCopy(request);
     if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
-    const Eigen::BDCSVD<Matrix> svd(W, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    return detail::singularFactors<Scalar>(svd.matrixU().rightCols(r),
-                                           svd.singularValues().tail(r),
-                                           svd.matrixV().rightCols(r), request.scalingFactor());
+    const auto svd = linalg::denseSVD(W);
+    return detail::singularFactors<Scalar>(svd.U.rightCols(r), svd.S.tail(r), svd.V.rightCols(r),
+                                           request.scalingFactor());
   }
 };
 

@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include <Eigen/SVD>
 
 #include "lora/init/initializer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/xavier_lora.hpp"
 
 namespace lora::init {
@@ -41,13 +41,13 @@ struct SvdBased {
       detail::fail(where, "expected a target of {}x{} (out x in), got {}x{}", request.outFeatures,
                    request.inFeatures, T.rows(), T.cols());
     if (!T.allFinite()) detail::fail(where, "expected a finite target, got NaN or Inf");
-    const Eigen::BDCSVD<Eigen::MatrixXd> svd(T, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const Eigen::Index k = std::min<Eigen::Index>(request.rank, svd.singularValues().size());
-    const Eigen::VectorXd root = svd.singularValues().head(k).cwiseSqrt();
+    const auto svd = linalg::denseSVD(T);
+    const Eigen::Index k = std::min<Eigen::Index>(request.rank, svd.S.size());
+    const Eigen::VectorXd root = svd.S.head(k).cwiseSqrt();
     Eigen::MatrixXd A = Eigen::MatrixXd::Zero(request.rank, request.inFeatures);
     Eigen::MatrixXd B = Eigen::MatrixXd::Zero(request.outFeatures, request.rank);
-    A.topRows(k) = root.asDiagonal() * svd.matrixV().leftCols(k).transpose();
-    B.leftCols(k) = svd.matrixU().leftCols(k) * root.asDiagonal();
+    A.topRows(k) = root.asDiagonal() * svd.V.leftCols(k).transpose();
+    B.leftCols(k) = svd.U.leftCols(k) * root.asDiagonal();
     Eigen::MatrixXd noiseA(A.rows(), A.cols()), noiseB(B.rows(), B.cols());
     fillNormal(noiseA, rng, 0.0, noiseScale);
     fillNormal(noiseB, rng, 0.0, noiseScale);

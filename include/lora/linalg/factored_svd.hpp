@@ -7,7 +7,7 @@
 
 #include <Eigen/Core>
 #include <Eigen/QR>
-#include <Eigen/SVD>
+#include "lora/linalg/dense_svd.hpp"
 
 #include "lora/error.hpp"
 
@@ -88,12 +88,12 @@ class FactoredSVD {
 
     const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
     const Matrix core = m_rB * m_rA.transpose();  // pB x pA
-    Eigen::BDCSVD<Matrix> coreSvd(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0);
-    m_info = coreSvd.info();
+    const auto coreSvd = denseSVD(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0u);
+    m_info = coreSvd.info;
 
     // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
     // product does not overflow when the final one would not.
-    m_singularValues = coreSvd.singularValues().head(k);
+    m_singularValues = coreSvd.S.head(k);
     const RealScalar absScale = std::abs(scale);
     m_singularValues *= m_normB;
     m_singularValues *= m_normA;
@@ -101,8 +101,8 @@ class FactoredSVD {
 
     m_computedU = (options & Eigen::ComputeThinU) != 0;
     m_computedV = (options & Eigen::ComputeThinV) != 0;
-    m_coreU = vectors ? Matrix(coreSvd.matrixU().leftCols(k)) : Matrix();
-    m_coreV = vectors ? Matrix(coreSvd.matrixV().leftCols(k)) : Matrix();
+    m_coreU = vectors ? Matrix(coreSvd.U.leftCols(k)) : Matrix();
+    m_coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
     if (scale < Scalar(0)) m_coreU = -m_coreU;
     if (m_computedU) {
       m_matrixU = Matrix::Zero(out, k);

@@ -9,11 +9,11 @@
 #include <type_traits>
 
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
-#include <Eigen/SVD>
 #include <Spectra/SymEigsSolver.h>
 
 #include "lora/detail/svd_kernels.hpp"
+#include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/symmetric_eigen.hpp"
 #include "lora/error.hpp"
 #include "lora/random.hpp"
 
@@ -101,62 +101,17 @@ class PartialSVD {
     compute(W, k, options);
   }
 
-  /// Computes the top \p k (1 <= k <= min(m, n)) singular triplets of \p W, any dense Eigen
-  /// expression or Map of this Scalar (row-major and strided included; W is read, never copied,
-  /// except by the Dense method).
+  /// Computes the top \p k (1 <= k <= min(m, n)) singular triplets of \p W. A Matrix, Map or
+  /// Block of this Scalar (row-major and strided included) is read in place, never copied except
+  /// by the Dense method; another expression is evaluated once into a temporary.
   template <typename Derived>
   PartialSVD& compute(const Eigen::MatrixBase<Derived>& W, Index k,
                       const PartialSVDOptions& options = {}) {
     static_assert(std::is_same_v<typename Derived::Scalar, Scalar>,
                   "lora::linalg::PartialSVD: the matrix Scalar must match PartialSVD's Scalar");
-    constexpr const char* where = "PartialSVD::compute";
-    const Index m = W.rows(), n = W.cols();
-    if (m < 1 || n < 1) detail::fail(where, "expected a non-empty matrix, got {}x{}", m, n);
-    const Index minDim = std::min(m, n);
-    if (k < 1 || k > minDim)
-      detail::fail(where, "expected 1 <= k <= min(m, n) = {}, got k = {}", minDim, k);
-    if (!(std::isfinite(options.tolerance) && options.tolerance >= 0.0))
-      detail::fail(where, "expected a finite tolerance >= 0, got {}", options.tolerance);
-    if (options.maxIterations < 0)
-      detail::fail(where, "expected maxIterations >= 0, got {}", options.maxIterations);
-    if (options.blockSize < 0)
-      detail::fail(where, "expected blockSize >= 0, got {}", options.blockSize);
-    if (!W.allFinite()) detail::fail(where, "expected a finite matrix, got NaN or Inf");
-
-    Result r;
-    r.tolerance = options.tolerance > 0.0 ? options.tolerance : defaultTolerance();
-    const Scalar maxAbs = W.cwiseAbs().maxCoeff();
-    if (maxAbs == Scalar(0)) {
-      r.U = Matrix::Identity(m, k);
-      r.V = Matrix::Identity(n, k);
-      r.S = Vector::Zero(k);
-      r.method = PartialSVDMethod::Dense;
-    } else {
-      PartialSVDMethod method = options.method;
-      if (method == PartialSVDMethod::Auto)
-        method = minDim <= std::max<Index>(128, 6 * k) ? PartialSVDMethod::Dense
-                                                       : PartialSVDMethod::Lanczos;
-      // Spectra needs k < min(m, n) - 1 and room for its Lanczos basis.
-      if (method == PartialSVDMethod::Lanczos && k + 1 >= minDim)
-        method = PartialSVDMethod::BlockKrylov;
-      r.method = method;
-      Tuning t;
-      t.k = k;
-      t.tolerance = static_cast<Scalar>(r.tolerance);
-      t.maxIterations = options.maxIterations > 0 ? options.maxIterations : 300;
-      t.blockSize = options.blockSize > 0 ? options.blockSize : k + std::max<Index>(8, k / 2);
-      t.scale = Scalar(1) / maxAbs;
-      Rng rng(options.seed);
-      if (m >= n) {
-        run(W, t, rng, r);
-      } else {
-        run(W.transpose(), t, rng, r);
-        r.U.swap(r.V);
-      }
-      detail::normalizeSigns<Scalar>(r.U, r.V);
-    }
-    m_result = std::move(r);
-    m_initialized = true;
+    detail::withStorage(W, [&](const View& S, bool transposed) {
+      computeStored(S, transposed, k, options);
+    });
     return *this;
   }
 
@@ -186,6 +141,62 @@ class PartialSVD {
   PartialSVDMethod method() const { return require("PartialSVD::method").method; }
 
  private:
+  using View = detail::StridedView<Scalar>;
+
+  // W = S (transposed == false) or S^T. Everything below is compiled once per Scalar.
+  void computeStored(const View& S, bool transposed, Index k, const PartialSVDOptions& options) {
+    constexpr const char* where = "PartialSVD::compute";
+    const Index m = transposed ? S.cols() : S.rows();
+    const Index n = transposed ? S.rows() : S.cols();
+    if (m < 1 || n < 1) detail::fail(where, "expected a non-empty matrix, got {}x{}", m, n);
+    const Index minDim = std::min(m, n);
+    if (k < 1 || k > minDim)
+      detail::fail(where, "expected 1 <= k <= min(m, n) = {}, got k = {}", minDim, k);
+    if (!(std::isfinite(options.tolerance) && options.tolerance >= 0.0))
+      detail::fail(where, "expected a finite tolerance >= 0, got {}", options.tolerance);
+    if (options.maxIterations < 0)
+      detail::fail(where, "expected maxIterations >= 0, got {}", options.maxIterations);
+    if (options.blockSize < 0)
+      detail::fail(where, "expected blockSize >= 0, got {}", options.blockSize);
+    if (!S.allFinite()) detail::fail(where, "expected a finite matrix, got NaN or Inf");
+
+    Result r;
+    r.tolerance = options.tolerance > 0.0 ? options.tolerance : defaultTolerance();
+    const Scalar maxAbs = S.cwiseAbs().maxCoeff();
+    if (maxAbs == Scalar(0)) {
+      r.U = Matrix::Identity(m, k);
+      r.V = Matrix::Identity(n, k);
+      r.S = Vector::Zero(k);
+      r.method = PartialSVDMethod::Dense;
+    } else {
+      PartialSVDMethod method = options.method;
+      if (method == PartialSVDMethod::Auto)
+        method = minDim <= std::max<Index>(128, 6 * k) ? PartialSVDMethod::Dense
+                                                       : PartialSVDMethod::Lanczos;
+      // Spectra needs k < min(m, n) - 1 and room for its Lanczos basis.
+      if (method == PartialSVDMethod::Lanczos && k + 1 >= minDim)
+        method = PartialSVDMethod::BlockKrylov;
+      r.method = method;
+      Tuning t;
+      t.k = k;
+      t.tolerance = static_cast<Scalar>(r.tolerance);
+      t.maxIterations = options.maxIterations > 0 ? options.maxIterations : 300;
+      t.blockSize = options.blockSize > 0 ? options.blockSize : k + std::max<Index>(8, k / 2);
+      t.scale = Scalar(1) / maxAbs;
+      Rng rng(options.seed);
+      // The methods run on a tall A (rows >= cols): A = S or S^T; U and V swap when A = W^T.
+      const bool tallS = S.rows() >= S.cols();
+      if (tallS)
+        run(S, t, rng, r);
+      else
+        run(S.transpose(), t, rng, r);
+      if (tallS == transposed) r.U.swap(r.V);
+      detail::normalizeSigns<Scalar>(r.U, r.V);
+    }
+    m_result = std::move(r);
+    m_initialized = true;
+  }
+
   struct Result {
     Matrix U, V;
     Vector S;
@@ -241,10 +252,10 @@ class PartialSVD {
   template <typename DerivedA>
   static void dense(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Result& r) {
     const Matrix copy = A;
-    const Eigen::BDCSVD<Matrix> svd(copy, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    r.U = svd.matrixU().leftCols(t.k);
-    r.V = svd.matrixV().leftCols(t.k);
-    r.S = svd.singularValues().head(t.k);
+    const auto svd = denseSVD(copy);
+    r.U = svd.U.leftCols(t.k);
+    r.V = svd.V.leftCols(t.k);
+    r.S = svd.S.head(t.k);
     r.iterations = 0;
     r.products = 0;
     Index ignored = 0;
@@ -348,7 +359,6 @@ class PartialSVD {
       append(X);
     }
 
-    Eigen::SelfAdjointEigenSolver<MatrixD> eig;
     MatrixD Yd;
     Eigen::VectorXd theta;  // Ritz values of c² A^T A, decreasing
     for (;;) {
@@ -356,9 +366,9 @@ class PartialSVD {
       const bool restart = !full && dMax < n && d + std::min(p, n - d) > dMax;
       const bool budget = r.iterations >= t.maxIterations;
       if (d >= k) {
-        eig.compute(G.topLeftCorner(d, d));
-        theta = eig.eigenvalues().reverse().cwiseMax(0.0);
-        Yd = eig.eigenvectors().rowwise().reverse();
+        const auto eig = symmetricEigen(G.topLeftCorner(d, d));
+        theta = eig.values.reverse().cwiseMax(0.0);
+        Yd = eig.vectors.rowwise().reverse();
         const Matrix Yk = Yd.leftCols(k).template cast<Scalar>();
         const Vector sk = theta.head(k).cwiseSqrt().template cast<Scalar>();
         const Scalar s1 = sk(0);
@@ -420,5 +430,14 @@ class PartialSVD {
   Result m_result;
   bool m_initialized = false;
 };
+
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp): a translation unit that uses
+// PartialSVD<float> or <double> instantiates only the thin compute() wrapper, not the methods.
+// Define LORA_NO_EXTERN_TEMPLATES to compile them in the translation unit instead, with its own
+// flags (the benchmarks do, for -march=native and OpenMP).
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class PartialSVD<float>;
+extern template class PartialSVD<double>;
+#endif
 
 }  // namespace lora::linalg

@@ -39,7 +39,9 @@ struct RandomizedSVDResult {
 /// \p rng (fillNormal, row by row), so a seed fixes the result. Signs are normalized so the
 /// largest-magnitude entry of each U column is positive.
 ///
-/// Throws lora::Error unless 1 <= q <= min(m, n), niter >= 0 and A is finite.
+/// A Matrix, Map or Block (row-major and strided included) is read in place; another expression
+/// is evaluated once into a temporary. Throws lora::Error unless 1 <= q <= min(m, n), niter >= 0
+/// and A is finite.
 ///
 /// \code
 /// lora::Rng rng(7);
@@ -49,57 +51,103 @@ struct RandomizedSVDResult {
 template <typename Derived>
 RandomizedSVDResult<typename Derived::Scalar> randomizedSVD(const Eigen::MatrixBase<Derived>& A,
                                                             Eigen::Index q, Eigen::Index niter,
-                                                            Rng& rng) {
-  using Scalar = typename Derived::Scalar;
-  using Matrix = detail::DenseMatrix<Scalar>;
-  static_assert(std::is_floating_point_v<Scalar>,
-                "lora::linalg::randomizedSVD: the matrix must have a real floating-point Scalar");
-  constexpr const char* where = "randomizedSVD";
-  const Eigen::Index m = A.rows(), n = A.cols();
-  if (m < 1 || n < 1) detail::fail(where, "expected a non-empty matrix, got {}x{}", m, n);
-  if (q < 1 || q > std::min(m, n))
-    detail::fail(where, "expected 1 <= q <= min(m, n) = {}, got q = {}", std::min(m, n), q);
-  if (niter < 0) detail::fail(where, "expected niter >= 0, got {}", niter);
-  if (!A.allFinite()) detail::fail(where, "expected a finite matrix, got NaN or Inf");
+                                                            Rng& rng);
 
-  RandomizedSVDResult<Scalar> result;
+}  // namespace lora::linalg
+
+namespace lora::detail {
+
+// randomizedSVD on A = S (transposed == false) or A = S^T; compiled once per Scalar.
+template <typename Scalar>
+linalg::RandomizedSVDResult<Scalar> randomizedSVDStored(const StridedView<Scalar>& S,
+                                                        bool transposed, Eigen::Index q,
+                                                        Eigen::Index niter, Rng& rng) {
+  using Matrix = DenseMatrix<Scalar>;
+  constexpr const char* where = "randomizedSVD";
+  const Eigen::Index m = transposed ? S.cols() : S.rows();
+  const Eigen::Index n = transposed ? S.rows() : S.cols();
+  if (m < 1 || n < 1) fail(where, "expected a non-empty matrix, got {}x{}", m, n);
+  if (q < 1 || q > std::min(m, n))
+    fail(where, "expected 1 <= q <= min(m, n) = {}, got q = {}", std::min(m, n), q);
+  if (niter < 0) fail(where, "expected niter >= 0, got {}", niter);
+  if (!S.allFinite()) fail(where, "expected a finite matrix, got NaN or Inf");
+  // out = A·in and out = A^T·in
+  auto timesA = [&](const Matrix& in, Matrix& out) {
+    if (transposed)
+      out.noalias() = S.transpose() * in;
+    else
+      out.noalias() = S * in;
+  };
+  auto timesAt = [&](const Matrix& in, Matrix& out) {
+    if (transposed)
+      out.noalias() = S * in;
+    else
+      out.noalias() = S.transpose() * in;
+  };
+
+  linalg::RandomizedSVDResult<Scalar> result;
   Matrix W;  // right factor of the small SVD
   if (m < n || n > q) {
     // Basis Q (n x q) of the row space, as torch runs get_approximate_basis on A^T.
     Matrix omega(m, q);
     fillNormal(omega, rng, 0.0, 1.0);
     Matrix Q(n, q), Y(m, q);
-    Q.noalias() = A.transpose() * omega;
-    detail::orthonormalizeColumns(Q);
+    timesAt(omega, Q);
+    orthonormalizeColumns(Q);
     for (Eigen::Index i = 0; i < niter; ++i) {
-      Y.noalias() = A * Q;
-      detail::orthonormalizeColumns(Y);
-      Q.noalias() = A.transpose() * Y;
-      detail::orthonormalizeColumns(Q);
+      timesA(Q, Y);
+      orthonormalizeColumns(Y);
+      timesAt(Y, Q);
+      orthonormalizeColumns(Q);
     }
-    Y.noalias() = A * Q;  // m x q, its SVD is that of the approximation A Q Q^T
-    detail::tallThinSvd<Scalar>(Y, result.U, result.S, W);
+    timesA(Q, Y);  // m x q, its SVD is that of the approximation A Q Q^T
+    tallThinSvd<Scalar>(Y, result.U, result.S, W);
     result.V.noalias() = Q * W;
   } else {
     // m >= n and n == q: basis Q (m x q) of the column space.
     Matrix omega(n, q);
     fillNormal(omega, rng, 0.0, 1.0);
     Matrix Q(m, q), X(n, q);
-    Q.noalias() = A * omega;
-    detail::orthonormalizeColumns(Q);
+    timesA(omega, Q);
+    orthonormalizeColumns(Q);
     for (Eigen::Index i = 0; i < niter; ++i) {
-      X.noalias() = A.transpose() * Q;
-      detail::orthonormalizeColumns(X);
-      Q.noalias() = A * X;
-      detail::orthonormalizeColumns(Q);
+      timesAt(Q, X);
+      orthonormalizeColumns(X);
+      timesA(X, Q);
+      orthonormalizeColumns(Q);
     }
-    X.noalias() = A.transpose() * Q;  // B^T = A^T Q (n x q), B = Q^T A
+    timesAt(Q, X);  // B^T = A^T Q (n x q), B = Q^T A
     Matrix Ub;
-    detail::tallThinSvd<Scalar>(X, result.V, result.S, Ub);
+    tallThinSvd<Scalar>(X, result.V, result.S, Ub);
     result.U.noalias() = Q * Ub;
   }
-  detail::normalizeSigns<Scalar>(result.U, result.V);
+  normalizeSigns<Scalar>(result.U, result.V);
   return result;
+}
+
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp), unless LORA_NO_EXTERN_TEMPLATES
+// is defined (see PartialSVD).
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template linalg::RandomizedSVDResult<float> randomizedSVDStored<float>(
+    const StridedView<float>&, bool, Eigen::Index, Eigen::Index, Rng&);
+extern template linalg::RandomizedSVDResult<double> randomizedSVDStored<double>(
+    const StridedView<double>&, bool, Eigen::Index, Eigen::Index, Rng&);
+#endif
+
+}  // namespace lora::detail
+
+namespace lora::linalg {
+
+template <typename Derived>
+RandomizedSVDResult<typename Derived::Scalar> randomizedSVD(const Eigen::MatrixBase<Derived>& A,
+                                                            Eigen::Index q, Eigen::Index niter,
+                                                            Rng& rng) {
+  using Scalar = typename Derived::Scalar;
+  static_assert(std::is_floating_point_v<Scalar>,
+                "lora::linalg::randomizedSVD: the matrix must have a real floating-point Scalar");
+  return detail::withStorage(A, [&](const detail::StridedView<Scalar>& S, bool transposed) {
+    return detail::randomizedSVDStored<Scalar>(S, transposed, q, niter, rng);
+  });
 }
 
 }  // namespace lora::linalg

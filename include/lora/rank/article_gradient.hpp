@@ -9,7 +9,6 @@
 #include <string>
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 
 #include "lora/error.hpp"
 #include "lora/linalg/factored_svd.hpp"

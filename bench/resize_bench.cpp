@@ -1,0 +1,170 @@
+// `lora resize --energy 0.9` on a 7B-shaped adapter, end to end, against the dense approach.
+//
+//   BM_LoraResize7B   runs build/bin/lora resize DIR OUT --energy 0.9 as a child process (read,
+//                     factored SVD of every module, write) and reports its wall time and its peak
+//                     resident memory (wait4's ru_maxrss) next to the adapter's file size
+//   BM_DenseModule    what PEFT's convert_to_lora and kohya's resize_lora.py do for one module:
+//                     materialize s·B·A (out x in) and run a dense SVD of it (Eigen's BDCSVD,
+//                     thin U and V); one 4096 x 4096 (q/k/v/o) and one 11008 x 4096 (gate/up;
+//                     down is its transpose) module, extrapolated to the whole adapter
+//
+// The adapter (generated once per run into a temporary folder, removed at exit) has the shapes
+// of Llama-2-7B: 32 layers, q/k/v/o_proj 4096 x 4096, gate/up_proj 11008 x 4096, down_proj
+// 4096 x 11008, r = 64, lora_alpha 128, float32 factors with standard Gaussian entries
+// (A scaled by 1/sqrt(in)): 224 modules, 160 M parameters, 640 MB. The child runs after the
+// file was written, so it reads from the page cache, as a second resize of an adapter would.
+#include <benchmark/benchmark.h>
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <Eigen/SVD>
+
+#include "lora/io/peft_writer.hpp"
+#include "lora/random.hpp"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Eigen::Index;
+
+constexpr Index kLayers = 32, kHidden = 4096, kInter = 11008, kRank = 64;
+constexpr double kAlpha = 128;
+
+struct Shape {
+  const char* name;
+  Index out, in;
+};
+constexpr Shape kModules[] = {
+    {"self_attn.q_proj", kHidden, kHidden}, {"self_attn.k_proj", kHidden, kHidden},
+    {"self_attn.v_proj", kHidden, kHidden}, {"self_attn.o_proj", kHidden, kHidden},
+    {"mlp.gate_proj", kInter, kHidden},     {"mlp.up_proj", kInter, kHidden},
+    {"mlp.down_proj", kHidden, kInter}};
+
+void randomFactors(Index out, Index in, std::uint64_t seed, Eigen::MatrixXf& A,
+                   Eigen::MatrixXf& B) {
+  lora::Rng rng(seed);
+  A.resize(kRank, in);
+  B.resize(out, kRank);
+  lora::fillNormal(A, rng, 0.0, 1.0 / std::sqrt(static_cast<double>(in)));
+  lora::fillNormal(B, rng, 0.0, 1.0);
+}
+
+// The 7B-shaped adapter, written once; removed when the program ends.
+struct Adapter {
+  fs::path root, dir;
+  std::uintmax_t bytes = 0;
+  Adapter() {
+    root = fs::temp_directory_path() / ("lorapp_resize_bench_" + std::to_string(::getpid()));
+    dir = root / "adapter";
+    lora::AdapterConfig config;
+    config.r = kRank;
+    config.loraAlpha = kAlpha;
+    config.baseModelNameOrPath = "meta-llama/Llama-2-7b-hf (shapes only; random factors)";
+    lora::PeftAdapterWriter writer(config, lora::DType::F32);
+    Eigen::MatrixXf A, B;
+    std::uint64_t seed = 1;
+    for (Index layer = 0; layer < kLayers; ++layer)
+      for (const Shape& s : kModules) {
+        randomFactors(s.out, s.in, seed++, A, B);
+        writer.add("model.layers." + std::to_string(layer) + "." + s.name, A, B, kAlpha);
+      }
+    writer.write(dir);
+    bytes = fs::file_size(dir / "adapter_model.safetensors");
+  }
+  ~Adapter() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+};
+
+const Adapter& adapter() {
+  static const Adapter a;
+  return a;
+}
+
+// Runs argv as a child; returns its exit status and peak resident set size (bytes).
+int runChild(const std::vector<std::string>& args, long& peakBytes) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = 0;
+  rusage usage{};
+  if (wait4(pid, &status, 0, &usage) != pid) return -1;
+  peakBytes = usage.ru_maxrss * 1024L;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void BM_LoraResize7B(benchmark::State& state) {
+  const Adapter& a = adapter();
+  const fs::path out = a.root / "resized";
+  long peak = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = runChild({LORA_CLI, "resize", a.dir.string(), out.string(), "--energy", "0.9",
+                             "--threads", std::to_string(state.range(0)), "--quiet"},
+                            peak);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (rc != 0) {
+      state.SkipWithError("lora resize failed");
+      break;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    state.counters["out_MB"] =
+        static_cast<double>(fs::file_size(out / "adapter_model.safetensors")) / 1e6;
+    fs::remove_all(out);
+  }
+  state.counters["adapter_MB"] = static_cast<double>(a.bytes) / 1e6;
+  state.counters["peak_rss_MB"] = static_cast<double>(peak) / 1e6;
+  state.counters["peak_over_adapter"] = static_cast<double>(peak) / static_cast<double>(a.bytes);
+}
+BENCHMARK(BM_LoraResize7B)
+    ->Arg(2)
+    ->Arg(1)
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
+// One module the dense way: materialize s·B·A, BDCSVD, energy rank at 0.9.
+void BM_DenseModule(benchmark::State& state) {
+  const Index out = state.range(0), in = state.range(1);
+  Eigen::MatrixXf A, B;
+  randomFactors(out, in, 7, A, B);
+  const float s = static_cast<float>(kAlpha / kRank);
+  Index keep = 0;
+  for (auto _ : state) {
+    const Eigen::MatrixXf delta = s * (B * A);
+    const Eigen::BDCSVD<Eigen::MatrixXf> svd(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::VectorXd e = svd.singularValues().cast<double>().array().square().matrix();
+    double acc = 0;
+    for (keep = 0; keep < e.size() && acc < 0.9 * e.sum(); ++keep) acc += e(keep);
+    benchmark::DoNotOptimize(svd.matrixU().data());
+  }
+  // Modules of this shape in the adapter: 4 per layer for 4096 x 4096, 3 for the MLP shapes.
+  const double perLayer = out == in ? 4.0 : 3.0;
+  state.counters["kept_rank"] = static_cast<double>(keep);
+  state.counters["delta_MB"] = static_cast<double>(out * in) * 4 / 1e6;
+  state.counters["modules_in_adapter"] = perLayer * kLayers;
+}
+BENCHMARK(BM_DenseModule)
+    ->Args({kHidden, kHidden})
+    ->Args({kInter, kHidden})
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kSecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

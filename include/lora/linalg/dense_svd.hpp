@@ -1,0 +1,37 @@
+#pragma once
+/// \file dense_svd.hpp
+/// \brief Eigen's dense SVD (BDCSVD), compiled once in liblorapp for float and double.
+///
+/// Eigen::BDCSVD costs about 30 s of compile time per scalar type at -O2. Every header of LoRA++
+/// that needs a dense SVD (the r x r core of a factored SVD, PiSSA's Dense method, MiLoRA, weight
+/// statistics) calls denseSVD instead, so a program that includes them pays that cost once, in
+/// the library, and not in each of its translation units.
+
+#include <Eigen/Core>
+
+namespace lora::linalg {
+
+/// M = U diag(S) V^T with S decreasing and >= 0. U and V are empty unless requested.
+template <typename Scalar>
+struct DenseSVDResult {
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> U;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> S;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> V;
+  Eigen::ComputationInfo info = Eigen::Success;
+};
+
+/// The SVD of \p M by Eigen::BDCSVD (divide and conquer; Jacobi below 16 columns), exact to
+/// rounding, O(m·n·min(m, n)). \p options are Eigen's: 0 for singular values only, or any of
+/// Eigen::ComputeThinU / ComputeFullU combined with ComputeThinV / ComputeFullV.
+DenseSVDResult<float> denseSVD(const Eigen::Ref<const Eigen::MatrixXf>& M,
+                               unsigned int options = Eigen::ComputeThinU | Eigen::ComputeThinV);
+/// \copydoc denseSVD(const Eigen::Ref<const Eigen::MatrixXf>&, unsigned int)
+DenseSVDResult<double> denseSVD(const Eigen::Ref<const Eigen::MatrixXd>& M,
+                                unsigned int options = Eigen::ComputeThinU | Eigen::ComputeThinV);
+
+/// The singular values of \p M, decreasing (denseSVD with options 0).
+Eigen::VectorXf singularValues(const Eigen::Ref<const Eigen::MatrixXf>& M);
+/// \copydoc singularValues(const Eigen::Ref<const Eigen::MatrixXf>&)
+Eigen::VectorXd singularValues(const Eigen::Ref<const Eigen::MatrixXd>& M);
+
+}  // namespace lora::linalg

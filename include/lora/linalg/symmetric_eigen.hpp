@@ -1,0 +1,25 @@
+#pragma once
+/// \file symmetric_eigen.hpp
+/// \brief Eigen's SelfAdjointEigenSolver, compiled once in liblorapp for float and double.
+
+#include <Eigen/Core>
+
+namespace lora::linalg {
+
+/// M = V diag(values) V^T for a symmetric M (only its lower triangle is read); values increase.
+template <typename Scalar>
+struct SymmetricEigenResult {
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> values;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> vectors;  ///< empty unless requested
+  Eigen::ComputationInfo info = Eigen::Success;
+};
+
+/// Eigen::SelfAdjointEigenSolver of \p M (tridiagonalization then implicit QL, O(n³)); the
+/// eigenvectors only when \p vectors is true.
+SymmetricEigenResult<float> symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>& M,
+                                           bool vectors = true);
+/// \copydoc symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>&, bool)
+SymmetricEigenResult<double> symmetricEigen(const Eigen::Ref<const Eigen::MatrixXd>& M,
+                                            bool vectors = true);
+
+}  // namespace lora::linalg
