@@ -31,6 +31,7 @@
 #include "lora/analysis/weight_statistics.hpp"
 #include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
+#include "init_catalog.hpp"
 
 namespace {
 
@@ -99,45 +100,10 @@ struct InitData {
   Index rank = 0;
 };
 
-/// Every initializer to compare, in table order: the one place to add new ones.
+/// Every initializer to compare (examples/init_catalog.hpp).
 template <typename Scalar>
 std::vector<lora::analysis::NamedInitializer<Scalar>> initializers(const InitData& data) {
-  using namespace lora::init;
-  const auto stats = std::make_shared<const lora::analysis::WeightStatistics>(
-      lora::analysis::weightStatistics(data.W));
-  const LayerAdaptive middle{.depth = 6, .totalLayers = 12};  // the article's example layer
-  const StatisticsAdaptive statistics{.statistics = stats};
-  const SvdBased svd{.target = std::make_shared<const Eigen::MatrixXd>(data.W)};
-  EvaCollector<double> activations(data.X.cols(), evaMaxComponents(data.rank, 2.0));  // PEFT's ρ
-  activations.update(data.X);
-  const LoraGa loraGa{.gradient = std::make_shared<const Eigen::MatrixXd>(data.G)};
-  return {
-      // B·A = 0: the model's output is unchanged, W is kept.
-      {"peft_default", PeftDefault{}},
-      {"gaussian", Gaussian{}},
-      {"peft_orthogonal", PeftOrthogonal{}},
-      {"eva(X)", Eva::fromCollector(activations)},
-      // The article's inits: B ≠ 0, the output moves at step 0.
-      {"xavier_lora", XavierLora{}},
-      {"kaiming_lora", KaimingLora{}},
-      {"orthogonal", Orthogonal{}},
-      {"layer_adaptive(6/12)", middle},
-      {"statistics_adaptive", statistics},
-      {"svd_based(W)", svd},
-      // From W or a gradient; they subtract s·B·A from W themselves.
-      {"pissa", Pissa{}},
-      {"pissa_niter_4", PissaNiter<4>{}},
-      {"milora", Milora{}},
-      {"olora", Olora{}},
-      {"lora_ga(G)", loraGa},
-      // The article's inits again, with W replaced by W − s·B·A so the output is kept.
-      {"xavier_lora+subtract", SubtractDelta{XavierLora{}}},
-      {"kaiming_lora+subtract", SubtractDelta{KaimingLora{}}},
-      {"orthogonal+subtract", SubtractDelta{Orthogonal{}}},
-      {"layer_adaptive(6/12)+subtract", SubtractDelta{middle}},
-      {"statistics_adaptive+subtract", SubtractDelta{statistics}},
-      {"svd_based(W)+subtract", SubtractDelta{svd}},
-  };
+  return lora::examples::initCatalog<Scalar>(data.W, data.X, data.G, data.rank);
 }
 
 void write(const std::string& path, const std::string& text) {

@@ -42,6 +42,7 @@
 #include "lora/analysis/weight_statistics.hpp"
 #include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
+#include "init_catalog.hpp"
 #include "lora/layer.hpp"
 
 namespace {
@@ -58,10 +59,7 @@ constexpr std::uint64_t kDataSeed = 2026;
 const std::vector<double> kLearningRates{1e-3, 3e-3, 1e-2, 3e-2, 1e-1};
 const std::vector<std::uint64_t> kTuningSeeds{1000, 1001};
 
-struct Named {
-  std::string name;
-  Init init;
-};
+using Named = lora::analysis::NamedInitializer<Scalar>;
 
 /// The task every init is trained on.
 struct Task {
@@ -100,47 +98,10 @@ Task makeTask() {
   return t;
 }
 
-/// Every initializer to train from, in table order: the one place to add new ones. \p W is the
-/// base weight the layers are built on, \p X the layer's inputs (EVA's PCA reads them), \p G the
-/// full-weight gradient ∂MSE/∂W at W (LoRA-GA).
+/// Every initializer to train from (examples/init_catalog.hpp). \p W is the base weight the
+/// layers are built on, \p X the layer's inputs, \p G the full-weight gradient ∂MSE/∂W at W.
 std::vector<Named> initializers(const Mat& W, const Mat& X, const MatD& G, Index rank) {
-  using namespace lora::init;
-  const MatD Wd = W.cast<double>();
-  const auto stats = std::make_shared<const lora::analysis::WeightStatistics>(
-      lora::analysis::weightStatistics(Wd));
-  const LayerAdaptive middle{.depth = 6, .totalLayers = 12};  // the article's example layer
-  const StatisticsAdaptive statistics{.statistics = stats};
-  const SvdBased svd{.target = std::make_shared<const MatD>(Wd)};
-  EvaCollector<Scalar> activations(X.cols(), evaMaxComponents(rank, 2.0));  // PEFT's rho = 2
-  activations.update(X);
-  const LoraGa loraGa{.gradient = std::make_shared<const MatD>(G)};
-  return {
-      // B·A = 0: the model's output is unchanged, W is kept.
-      {"peft_default", PeftDefault{}},
-      {"gaussian", Gaussian{}},
-      {"peft_orthogonal", PeftOrthogonal{}},
-      {"eva(X)", Eva::fromCollector(activations)},
-      // The article's inits: B ≠ 0, the output moves at step 0.
-      {"xavier_lora", XavierLora{}},
-      {"kaiming_lora", KaimingLora{}},
-      {"orthogonal", Orthogonal{}},
-      {"layer_adaptive(6/12)", middle},
-      {"statistics_adaptive", statistics},
-      {"svd_based(W)", svd},
-      // From W or a gradient; they subtract s·B·A from W themselves.
-      {"pissa", Pissa{}},
-      {"pissa_niter_4", PissaNiter<4>{}},
-      {"milora", Milora{}},
-      {"olora", Olora{}},
-      {"lora_ga(G)", loraGa},
-      // The article's inits again, with W replaced by W − s·B·A so the output is kept.
-      {"xavier_lora+subtract", SubtractDelta{XavierLora{}}},
-      {"kaiming_lora+subtract", SubtractDelta{KaimingLora{}}},
-      {"orthogonal+subtract", SubtractDelta{Orthogonal{}}},
-      {"layer_adaptive(6/12)+subtract", SubtractDelta{middle}},
-      {"statistics_adaptive+subtract", SubtractDelta{statistics}},
-      {"svd_based(W)+subtract", SubtractDelta{svd}},
-  };
+  return lora::examples::initCatalog<Scalar>(W.cast<double>(), X, G, rank);
 }
 
 /// Adam on the layer's two factors (Kingma & Ba, 2015, with bias correction).
@@ -354,7 +315,7 @@ int main(int argc, char** argv) {
       Summary s;
       s.lr = lr;
       for (std::uint64_t seed : kTuningSeeds)
-        s.runs.push_back(train(task, n.init, rank, seed, lr, steps, threshold));
+        s.runs.push_back(train(task, n.initializer, rank, seed, lr, steps, threshold));
       const auto score = s.score(steps);
       if (score < bestScore) {
         bestScore = score;
@@ -372,7 +333,7 @@ int main(int argc, char** argv) {
     Summary rep;
     rep.lr = best.lr;
     for (int k = 0; k < seeds; ++k)
-      rep.runs.push_back(train(task, n.init, rank, static_cast<std::uint64_t>(k), best.lr, steps,
+      rep.runs.push_back(train(task, n.initializer, rank, static_cast<std::uint64_t>(k), best.lr, steps,
                                threshold, /*withOptimum=*/true));
     const auto init0 = rep.initialLoss();
     const Index reached = rep.reached();

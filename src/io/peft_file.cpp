@@ -52,7 +52,7 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
   std::map<std::string, Parts, std::less<>> parts;
   for (const std::string& key : st.names()) {
     if (!key.starts_with(kPrefix)) {
-      fail(kWhere, "tensor keys starting with '{}' in '{}', got '{}'", kPrefix, source, key);
+      fail(kWhere, "expected tensor keys starting with '{}' in '{}', got '{}'", kPrefix, source, key);
     }
     const std::string_view rest = std::string_view(key).substr(kPrefix.size());
     std::string module;

@@ -1,22 +1,18 @@
 #include "lora/io/peft_writer.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <system_error>
 
-#if __has_include(<unistd.h>)
-#include <unistd.h>
-#define LORA_WRITER_HAVE_UNISTD 1
-#endif
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "lora/detail/atomic_file.hpp"
 
 namespace lora {
 namespace {
@@ -56,18 +52,7 @@ Json alphaJson(double a) {
   return Json(a);
 }
 
-std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// A name no other writer (thread or process) picks at the same time.
-std::string uniqueTag() {
-  static std::atomic<std::uint64_t> counter{0};
-  std::uint64_t salt =
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-#ifdef LORA_WRITER_HAVE_UNISTD
-  salt ^= static_cast<std::uint64_t>(::getpid()) << 32;
-#endif
-  return fmt::format("{:016x}", salt ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ull));
-}
+using detail::uniqueTag;
 
 void removeQuietly(const fs::path& p) {
   std::error_code ec;
@@ -202,54 +187,9 @@ std::string adapterConfigJson(const AdapterConfig& c) {
 }
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view bytes) {
-  constexpr std::string_view kWhere = "writeFileAtomic";
-  const std::string target = path.string();
-  if (!path.has_filename()) fail(kWhere, "expected a file path, got '{}'", target);
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(kWhere, "expected a file path, got the folder '{}'", target);
-  const fs::path folder = path.parent_path();
-  std::FILE* file = nullptr;
-  fs::path tmp;
-  int err = 0;
-  for (int attempt = 0; attempt < 16 && file == nullptr; ++attempt) {
-    tmp = folder / fmt::format(".{}.{}.tmp", path.filename().string(), uniqueTag());
-    errno = 0;
-    file = std::fopen(tmp.string().c_str(), "wbx");
-    err = errno;
-    if (file == nullptr && err != EEXIST) break;
-  }
-  if (file == nullptr) {
-    fail(kWhere, "expected a writable folder for '{}', got an error creating '{}': {}", target,
-         tmp.string(), errnoText(err));
-  }
-  errno = 0;
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
-  if (!ok) err = errno;
-  if (ok && std::fflush(file) != 0) {
-    ok = false;
-    err = errno;
-  }
-#ifdef LORA_WRITER_HAVE_UNISTD
-  if (ok && ::fsync(::fileno(file)) != 0) {
-    ok = false;
-    err = errno;
-  }
-#endif
-  if (std::fclose(file) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    removeQuietly(tmp);
-    fail(kWhere, "expected to write {} bytes to '{}', got an error: {}", bytes.size(),
-         tmp.string(), errnoText(err));
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    removeQuietly(tmp);
-    fail(kWhere, "expected to replace '{}' with the new file, got an error: {}", target,
-         ec.message());
-  }
+  detail::AtomicFile file(path, "writeFileAtomic");
+  file.write(bytes.data(), bytes.size());
+  file.commit();
 }
 
 // ---------------------------------------------------------------------------------------------

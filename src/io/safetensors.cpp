@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -16,15 +14,12 @@
 #include <system_error>
 #include <utility>
 
-#if __has_include(<unistd.h>)
-#include <unistd.h>
-#define LORA_HAVE_UNISTD 1
-#endif
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
 
@@ -701,32 +696,6 @@ void SafeTensorsWriter::addEncodedImpl(std::string name, std::vector<std::int64_
   }
 }
 
-namespace {
-
-// The temporary file of an atomic write: closed and removed unless committed.
-struct TempFile {
-  fs::path path;
-  std::FILE* file = nullptr;
-  bool committed = false;
-
-  TempFile(fs::path p, std::FILE* f) : path(std::move(p)), file(f) {}
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (file != nullptr) std::fclose(file);
-    if (!committed) {
-      std::error_code ec;
-      fs::remove(path, ec);
-    }
-  }
-};
-
-std::string errnoText(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
-}  // namespace
-
 void SafeTensorsWriter::write(const std::filesystem::path& path) const {
   constexpr std::string_view kWhere = "SafeTensorsWriter::write";
   const std::string target = path.string();
@@ -756,72 +725,13 @@ void SafeTensorsWriter::write(const std::filesystem::path& path) const {
   }
   while (header.size() % 8 != 0) header.push_back(' ');
 
-  // Temporary file next to the target, created exclusively ("x") so nothing is clobbered.
-  static std::atomic<std::uint64_t> counter{0};
-  const fs::path folder = path.parent_path();
-  std::uint64_t salt =
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-#ifdef LORA_HAVE_UNISTD
-  salt ^= static_cast<std::uint64_t>(::getpid()) << 32;
-#endif
-  std::FILE* file = nullptr;
-  fs::path tmpPath;
-  int err = 0;
-  for (int attempt = 0; attempt < 16 && file == nullptr; ++attempt) {
-    const std::uint64_t tag = salt ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ull);
-    tmpPath = folder / fmt::format(".{}.{:016x}.tmp", path.filename().string(), tag);
-    errno = 0;
-    file = std::fopen(tmpPath.string().c_str(), "wbx");
-    err = errno;
-    if (file == nullptr && err != EEXIST) break;
-  }
-  if (file == nullptr) {
-    fail(kWhere, "expected a writable folder for '{}', got an error creating '{}': {}", target,
-         tmpPath.string(), errnoText(err));
-  }
-  TempFile tmp{tmpPath, file};
-
-  const auto put = [&](const void* data, std::size_t n) {
-    if (n == 0) return;
-    errno = 0;
-    if (std::fwrite(data, 1, n, tmp.file) != n) {
-      const int e = errno;
-      fail(kWhere, "expected to write {} bytes to '{}', got an error: {}", n, tmp.path.string(),
-           errnoText(e));
-    }
-  };
+  detail::AtomicFile file(path, kWhere);
   std::array<std::byte, 8> length{};
   storeLittle(length.data(), static_cast<std::uint64_t>(header.size()));
-  put(length.data(), length.size());
-  put(header.data(), header.size());
-  for (const Entry& e : m_entries) put(e.data.data(), e.data.size());
-
-  errno = 0;
-  if (std::fflush(tmp.file) != 0) {
-    const int e = errno;
-    fail(kWhere, "expected to flush '{}', got an error: {}", tmp.path.string(), errnoText(e));
-  }
-#ifdef LORA_HAVE_UNISTD
-  if (::fsync(::fileno(tmp.file)) != 0) {
-    const int e = errno;
-    fail(kWhere, "expected to sync '{}' to disk, got an error: {}", tmp.path.string(),
-         errnoText(e));
-  }
-#endif
-  std::FILE* closing = tmp.file;
-  tmp.file = nullptr;
-  errno = 0;
-  if (std::fclose(closing) != 0) {
-    const int e = errno;
-    fail(kWhere, "expected to close '{}', got an error: {}", tmp.path.string(), errnoText(e));
-  }
-  std::error_code ec;
-  fs::rename(tmp.path, path, ec);
-  if (ec) {
-    fail(kWhere, "expected to replace '{}' with the new file, got an error: {}", target,
-         ec.message());
-  }
-  tmp.committed = true;
+  file.write(length.data(), length.size());
+  file.write(header.data(), header.size());
+  for (const Entry& e : m_entries) file.write(e.data.data(), e.data.size());
+  file.commit();
 }
 
 }  // namespace lora

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,7 +13,7 @@
 #include "lora/error.hpp"
 #include "lora/init/init.hpp"
 #include "lora/io/adapter_config.hpp"
-#include "lora/io/safetensors.hpp"
+#include "lora/io/peft_file.hpp"
 #include "lora/layer.hpp"
 
 namespace lora {
@@ -38,81 +38,29 @@ class PeftAdapter {
   using Module = std::pair<std::string, Layer<Scalar>>;
   static constexpr std::string_view kPrefix = "base_model.model.";
 
-  /// Reads and validates the folder; any inconsistency is a lora::Error naming the file.
+  /// Reads and validates the folder (PeftAdapterFile::open does the checking); any
+  /// inconsistency is a lora::Error that names this function, the folder and the file.
   static PeftAdapter load(const std::filesystem::path& dir) {
-    constexpr const char* where = "PeftAdapter::load";
-    PeftAdapter adapter;
-    adapter.m_config = AdapterConfig::load(dir);
-    const std::filesystem::path file = dir / "adapter_model.safetensors";
-    const SafeTensorsReader st = SafeTensorsReader::open(file);
-    const AdapterConfig& cfg = adapter.m_config;
-
-    struct Parts {
-      std::string a, b, magnitude;
-    };
-    std::vector<std::string> order;
-    std::map<std::string, Parts, std::less<>> parts;
-    for (const std::string& key : st.names()) {
-      if (!key.starts_with(kPrefix))
-        detail::fail(where, "tensor keys starting with '{}' in '{}', got '{}'", kPrefix,
-                     file.string(), key);
-      const std::string_view rest = std::string_view(key).substr(kPrefix.size());
-      std::string module;
-      std::string Parts::*slot = nullptr;
-      for (auto [suffix, member] :
-           {std::pair{std::string_view(".lora_A.weight"), &Parts::a},
-            std::pair{std::string_view(".lora_B.weight"), &Parts::b},
-            std::pair{std::string_view(".lora_magnitude_vector"), &Parts::magnitude}}) {
-        if (rest.ends_with(suffix) && rest.size() > suffix.size()) {
-          module = std::string(rest.substr(0, rest.size() - suffix.size()));
-          slot = member;
-          break;
-        }
-      }
-      if (slot == nullptr)
-        detail::fail(where,
-                     "only lora_A.weight, lora_B.weight and lora_magnitude_vector tensors in '{}', "
-                     "got '{}' (embedding, bias and modules_to_save tensors are not supported)",
-                     file.string(), key);
-      auto [it, inserted] = parts.try_emplace(module);
-      if (inserted) order.push_back(module);
-      it->second.*slot = key;
+    std::optional<PeftAdapterFile> file;
+    try {
+      file.emplace(PeftAdapterFile::open(dir));
+    } catch (const Error& e) {
+      throw Error(fmt::format("PeftAdapter::load(): expected a valid PEFT adapter folder '{}': {}",
+                              dir.string(), e.what()));
     }
-    if (order.empty())
-      detail::fail(where, "at least one LoRA module in '{}', got none", file.string());
-
-    const ScalingMode mode = cfg.useRslora ? ScalingMode::RsLora : ScalingMode::Standard;
-    for (const std::string& module : order) {
-      const Parts& p = parts.find(module)->second;
-      if (p.a.empty() || p.b.empty())
-        detail::fail(where, "both lora_A and lora_B for module '{}' in '{}', got only {}", module,
-                     file.string(), p.a.empty() ? "lora_B" : "lora_A");
-      const auto A = st.matrix<Scalar>(p.a);
-      const auto B = st.matrix<Scalar>(p.b);
-      if (A.rows() != B.cols())
-        detail::fail(
-            where,
-            "lora_A (r x in) and lora_B (out x r) with the same r for '{}', got {}x{} and {}x{}",
-            module, A.rows(), A.cols(), B.rows(), B.cols());
-      const int configured = cfg.rankFor(module);
-      if (A.rows() != configured)
-        detail::fail(
-            where, "rank {} for '{}' (from r / rank_pattern in the config), got tensors of rank {}",
-            configured, module, A.rows());
-      Layer<Scalar> layer =
-          cfg.initLoraWeights == "gaussian"
-              ? Layer<Scalar>::fromFactors(A, B, cfg.alphaFor(module), mode, init::Gaussian{})
-              : Layer<Scalar>::fromFactors(A, B, cfg.alphaFor(module), mode);
-      if (!p.magnitude.empty()) {
-        if (!cfg.useDora)
-          detail::fail(where, "no lora_magnitude_vector without use_dora for '{}', got one",
-                       module);
-        layer.setMagnitude(st.vector<Scalar>(p.magnitude));
-      } else if (cfg.useDora) {
-        detail::fail(where, "a lora_magnitude_vector for '{}' (use_dora is true), got none",
-                     module);
-      }
-      adapter.m_modules.emplace_back(module, std::move(layer));
+    PeftAdapter adapter;
+    adapter.m_config = file->config();
+    const ScalingMode mode = file->scalingMode();
+    const bool gaussian = adapter.m_config.initLoraWeights == "gaussian";
+    adapter.m_modules.reserve(file->modules().size());
+    for (const PeftAdapterFile::Module& m : file->modules()) {
+      const auto A = file->template A<Scalar>(m);
+      const auto B = file->template B<Scalar>(m);
+      Layer<Scalar> layer = gaussian
+                                ? Layer<Scalar>::fromFactors(A, B, m.alpha, mode, init::Gaussian{})
+                                : Layer<Scalar>::fromFactors(A, B, m.alpha, mode);
+      if (!m.keyMagnitude.empty()) layer.setMagnitude(file->template magnitude<Scalar>(m));
+      adapter.m_modules.emplace_back(m.name, std::move(layer));
     }
     return adapter;
   }
