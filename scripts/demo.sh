@@ -9,4 +9,4 @@ cmake --build build --target lora_demo lora_cli
 echo
 echo "== the adapter the demo saved, seen by the lora tool"
 ./build/bin/lora inspect build/demo-adapter
-./build/bin/lora resize build/demo-adapter build/demo-adapter-r4 --energy 0.9
+./build/bin/lora resize build/demo-adapter build/demo-adapter-e99 --energy 0.99

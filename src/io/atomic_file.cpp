@@ -19,7 +19,9 @@ namespace lora::detail {
 
 namespace fs = std::filesystem;
 
-std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errnoText(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 std::string uniqueTag() {
   static std::atomic<std::uint64_t> counter{0};
@@ -40,7 +42,8 @@ AtomicFile::AtomicFile(const fs::path& target, std::string_view where)
   // Created exclusively ("x"), so nothing is clobbered, even by a writer racing for the name.
   int err = 0;
   for (int attempt = 0; attempt < 16 && m_file == nullptr; ++attempt) {
-    m_temp = target.parent_path() / fmt::format(".{}.{}.tmp", target.filename().string(), uniqueTag());
+    m_temp =
+        target.parent_path() / fmt::format(".{}.{}.tmp", target.filename().string(), uniqueTag());
     errno = 0;
     m_file = std::fopen(m_temp.string().c_str(), "wbx");
     err = errno;

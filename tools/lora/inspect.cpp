@@ -92,9 +92,10 @@ void run(const CLI::App* cmd, const InspectArgs& a) {
     return;
   }
 
-  fmt::print("adapter {}: {} modules, {} factors, use_rslora {}, use_dora {}, init_lora_weights {}\n",
-             a.dir, modules.size(), dtypeName(file.dtype()), cfg.useRslora, cfg.useDora,
-             cfg.initLoraWeights);
+  fmt::print(
+      "adapter {}: {} module{}, {} factors, use_rslora {}, use_dora {}, init_lora_weights {}\n",
+      a.dir, modules.size(), modules.size() == 1 ? "" : "s", dtypeName(file.dtype()), cfg.useRslora,
+      cfg.useDora, cfg.initLoraWeights);
   Table table({"module", "out", "in", "rank", "alpha", "scaling", "sigma1", "e90", "e95", "e99",
                "eff.rank", "params"});
   for (std::size_t i = 0; i < modules.size(); ++i) {
@@ -106,10 +107,11 @@ void run(const CLI::App* cmd, const InspectArgs& a) {
                fmt::format("{:.2f}", s.entropyRank), std::to_string(file.parameterCount(m))});
   }
   table.print(stdout);
-  fmt::print("total: {} modules, rank sum {}, {} parameters, {} bytes on disk\n", modules.size(),
-             totalRank, totalParams, file.fileBytes());
-  fmt::print("e90/e95/e99: smallest rank keeping 90/95/99% of the energy Σσ² of s·B·A; "
-             "eff.rank: entropy effective rank\n");
+  fmt::print("total: {} module{}, rank sum {}, {} parameters, {} bytes on disk\n", modules.size(),
+             modules.size() == 1 ? "" : "s", totalRank, totalParams, file.fileBytes());
+  fmt::print(
+      "e90/e95/e99: smallest rank keeping 90/95/99% of the energy Σσ² of s·B·A; "
+      "eff.rank: entropy effective rank\n");
 }
 
 }  // namespace
