@@ -12,5 +12,6 @@ void addMerge(CLI::App& app);
 void addResize(CLI::App& app);
 void addConvertPissa(CLI::App& app);
 void addRecommend(CLI::App& app);
+void addCapacity(CLI::App& app);
 
 }  // namespace lora::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   lora::cli::addResize(app);
   lora::cli::addConvertPissa(app);
   lora::cli::addRecommend(app);
+  lora::cli::addCapacity(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
