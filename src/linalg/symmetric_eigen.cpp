@@ -2,12 +2,19 @@
 
 #include <Eigen/Eigenvalues>
 
+#include "lora/error.hpp"
+
 namespace lora::linalg {
 namespace {
 
 template <typename Scalar, typename Ref>
 SymmetricEigenResult<Scalar> run(const Ref& M, bool vectors) {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  constexpr const char* where = "symmetricEigen";
+  if (M.rows() < 1 || M.rows() != M.cols())
+    detail::fail(where, "expected a non-empty square matrix, got {}x{}", M.rows(), M.cols());
+  if (!M.template triangularView<Eigen::Lower>().toDenseMatrix().allFinite())
+    detail::fail(where, "expected a finite lower triangle, got NaN or Inf");
   const Eigen::SelfAdjointEigenSolver<Matrix> eig(
       Matrix(M), vectors ? Eigen::ComputeEigenvectors : Eigen::EigenvaluesOnly);
   SymmetricEigenResult<Scalar> r;

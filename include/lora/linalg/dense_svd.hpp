@@ -23,6 +23,8 @@ struct DenseSVDResult {
 /// The SVD of \p M by Eigen::BDCSVD (divide and conquer; Jacobi below 16 columns), exact to
 /// rounding, O(m·n·min(m, n)). \p options are Eigen's: 0 for singular values only, or any of
 /// Eigen::ComputeThinU / ComputeFullU combined with ComputeThinV / ComputeFullV.
+/// An empty or non-finite \p M, or options asking for both thin and full U (or V), throw
+/// lora::Error.
 DenseSVDResult<float> denseSVD(const Eigen::Ref<const Eigen::MatrixXf>& M,
                                unsigned int options = Eigen::ComputeThinU | Eigen::ComputeThinV);
 /// \copydoc denseSVD(const Eigen::Ref<const Eigen::MatrixXf>&, unsigned int)

@@ -15,7 +15,8 @@ struct SymmetricEigenResult {
 };
 
 /// Eigen::SelfAdjointEigenSolver of \p M (tridiagonalization then implicit QL, O(n³)); the
-/// eigenvectors only when \p vectors is true.
+/// eigenvectors only when \p vectors is true. A non-square, empty or non-finite \p M throws
+/// lora::Error.
 SymmetricEigenResult<float> symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>& M,
                                            bool vectors = true);
 /// \copydoc symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>&, bool)
