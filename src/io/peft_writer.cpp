@@ -1,7 +1,6 @@
 #include "lora/io/peft_writer.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
