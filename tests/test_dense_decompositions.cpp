@@ -1,6 +1,10 @@
 // lora/linalg/dense_svd.hpp and lora/linalg/symmetric_eigen.hpp: the decompositions compiled once
 // in liblorapp, against their definitions (reconstruction, orthonormality, order) and bad input.
+#include <cstdint>
+#include <fstream>
 #include <limits>
+#include <string>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -47,6 +51,71 @@ TYPED_TEST(DenseDecompositions, SvdReconstructsWithOrthonormalFactorsAndDecreasi
     EXPECT_TRUE(lora::linalg::denseSVD(big.block(1, 2, m, n), 0u)
                     .S.isApprox(lora::linalg::denseSVD(block, 0u).S));
   }
+}
+
+// Rank-deficient input takes the rank-revealing path: every option still gives an exact SVD
+// with orthonormal (completed) factors and the missing singular values as 0.
+TYPED_TEST(DenseDecompositions, SvdOfRankDeficientMatricesIsExactWithCompletedFactors) {
+  using S = TypeParam;
+  using Mat = lora::test::Mat<S>;
+  const double tol = 1000 * lora::test::tolerance<S>();
+  for (const auto& [m, n, k] : {std::tuple{40, 30, 7}, std::tuple{30, 45, 1},
+                                std::tuple{64, 64, 40}, std::tuple{20, 20, 0}}) {
+    const Mat M = k == 0 ? Mat::Zero(m, n)
+                         : Mat(lora::test::gaussian<S>(m, k, 6) * lora::test::gaussian<S>(k, n, 7));
+    const Eigen::Index p = std::min(m, n);
+    for (unsigned opts : {unsigned(Eigen::ComputeThinU | Eigen::ComputeThinV),
+                          unsigned(Eigen::ComputeFullU | Eigen::ComputeFullV)}) {
+      const auto svd = lora::linalg::denseSVD(M, opts);
+      ASSERT_EQ(svd.info, Eigen::Success);
+      ASSERT_EQ(svd.S.size(), p);
+      const bool full = opts & Eigen::ComputeFullU;
+      ASSERT_EQ(svd.U.cols(), full ? m : p);
+      ASSERT_EQ(svd.V.cols(), full ? n : p);
+      const Mat Sm = Mat::Zero(svd.U.cols(), svd.V.cols());
+      Mat Sfull = Sm;
+      Sfull.diagonal().head(p) = svd.S;
+      EXPECT_LE((svd.U * Sfull * svd.V.transpose() - M).norm(), tol * (1 + M.norm()))
+          << m << "x" << n << " rank " << k;
+      EXPECT_LE((svd.U.transpose() * svd.U - Mat::Identity(svd.U.cols(), svd.U.cols())).norm(),
+                tol);
+      EXPECT_LE((svd.V.transpose() * svd.V - Mat::Identity(svd.V.cols(), svd.V.cols())).norm(),
+                tol);
+      for (Eigen::Index i = 1; i < p; ++i) EXPECT_GE(svd.S(i - 1), svd.S(i));
+      if (k < p) {
+        EXPECT_LE(svd.S.tail(p - k).maxCoeff(), tol * (1 + M.norm()));
+      }
+      EXPECT_NEAR(svd.S.squaredNorm(), M.squaredNorm(), tol * (1 + M.squaredNorm()));
+    }
+    EXPECT_TRUE(
+        lora::linalg::singularValues(M).isApprox(lora::linalg::denseSVD(M).S, S(tol) * 10) ||
+        k == 0);
+  }
+}
+
+// A 64 x 64 weight gradient (rank about 40, the rest ~1e-18) from the digits experiment, on
+// which Eigen 3.4.0's BDCSVD indexes out of bounds and crashes (values only and thin U/V).
+TEST(DenseSvdRegression, RankDeficientGradientThatCrashedBdcsvd) {
+  std::ifstream in(std::string(LORA_SOURCE_DIR) + "/tests/data/bdcsvd_out_of_bounds_64x64.bin",
+                   std::ios::binary);
+  ASSERT_TRUE(in);
+  std::int64_t shape[2] = {0, 0};
+  in.read(reinterpret_cast<char*>(shape), sizeof shape);
+  ASSERT_EQ(shape[0], 64);
+  ASSERT_EQ(shape[1], 64);
+  Eigen::MatrixXd M(shape[0], shape[1]);
+  in.read(reinterpret_cast<char*>(M.data()),
+          static_cast<std::streamsize>(sizeof(double) * M.size()));
+  ASSERT_TRUE(in);
+  const Eigen::VectorXd values = lora::linalg::singularValues(M);
+  const auto thin = lora::linalg::denseSVD(M);
+  ASSERT_EQ(thin.info, Eigen::Success);
+  EXPECT_LE((thin.U * thin.S.asDiagonal() * thin.V.transpose() - M).norm(), 1e-12 * M.norm());
+  EXPECT_LE((values - thin.S).norm(), 1e-12 * values(0));
+  // ||M||_F^2 = sum of sigma^2 (an independent check of the values).
+  EXPECT_NEAR(values.squaredNorm(), M.squaredNorm(), 1e-10 * M.squaredNorm());
+  const auto single = lora::linalg::singularValues(Eigen::MatrixXf(M.cast<float>()));
+  EXPECT_LE((single.cast<double>() - values).norm(), 1e-5 * values(0));
 }
 
 TYPED_TEST(DenseDecompositions, SymmetricEigenDiagonalizesAndReadsTheLowerTriangle) {

@@ -1,11 +1,74 @@
 #include "lora/linalg/dense_svd.hpp"
 
+#include <algorithm>
+
+#include <Eigen/QR>
 #include <Eigen/SVD>
 
 #include "lora/error.hpp"
 
 namespace lora::linalg {
 namespace {
+
+template <typename Scalar>
+using MatrixOf = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+template <typename Scalar>
+DenseSVDResult<Scalar> bdcsvd(const MatrixOf<Scalar>& M, unsigned int options) {
+  const Eigen::BDCSVD<MatrixOf<Scalar>> svd(M, options);
+  DenseSVDResult<Scalar> r;
+  r.info = svd.info();
+  r.S = svd.singularValues();
+  if (svd.computeU()) r.U = svd.matrixU();
+  if (svd.computeV()) r.V = svd.matrixV();
+  return r;
+}
+
+// Eigen 3.4.0's BDCSVD indexes out of bounds (and crashes) on some rank-deficient matrices: its
+// deflation meets singular values at rounding level (tests/data/bdcsvd_out_of_bounds_64x64.bin,
+// a weight gradient of rank ~40, crashes it in computeSVDofM; TensorFlow hit the same,
+// tensorflow/tensorflow#9234). So a column-pivoting QR, M P = Q R, first finds the numerical rank
+// k (|R_ii| > eps·min(m, n)·|R_00|, Eigen's default threshold); when k < min(m, n), BDCSVD
+// decomposes only the k x n full-rank part R_1 P^T = U_1 S_1 V^T, and
+// M = (Q_k U_1) S_1 V^T + O(eps·σ_1): the dropped singular values, at rounding level, are
+// returned as 0 and U, V are completed by Q's next columns and BDCSVD's full V.
+template <typename Scalar>
+DenseSVDResult<Scalar> rankRevealing(const MatrixOf<Scalar>& M, unsigned int options) {
+  using Matrix = MatrixOf<Scalar>;
+  const Eigen::Index m = M.rows(), n = M.cols(), p = std::min(m, n);
+  // Householder norms square the entries: scale to a largest magnitude of 1 first (as BDCSVD
+  // does inside), so float inputs near 1e±30 neither overflow nor underflow.
+  const Scalar scale = M.cwiseAbs().maxCoeff();
+  const Matrix Ms = scale > Scalar(0) ? Matrix(M / scale) : M;
+  const Eigen::ColPivHouseholderQR<Matrix> qr(Ms);
+  const Eigen::Index k = qr.rank();
+  if (k == p) return bdcsvd<Scalar>(M, options);
+  const bool wantU = (options & (Eigen::ComputeThinU | Eigen::ComputeFullU)) != 0;
+  const bool wantV = (options & (Eigen::ComputeThinV | Eigen::ComputeFullV)) != 0;
+  DenseSVDResult<Scalar> r;
+  r.S.setZero(p);
+  Matrix U1, V1;
+  if (k > 0) {
+    const Matrix R1 = qr.matrixR().topRows(k).template triangularView<Eigen::Upper>();
+    const Matrix C = R1 * qr.colsPermutation().transpose();  // k x n, M = Q_k C + O(eps)
+    const Eigen::BDCSVD<Matrix> inner(
+        C, (wantU ? Eigen::ComputeThinU : 0) | (wantV ? Eigen::ComputeFullV : 0));
+    r.info = inner.info();
+    r.S.head(k) = inner.singularValues() * scale;
+    if (wantU) U1 = inner.matrixU();
+    if (wantV) V1 = inner.matrixV();
+  } else if (wantV) {
+    V1 = Matrix::Identity(n, n);
+  }
+  if (wantU) {
+    const Eigen::Index cols = (options & Eigen::ComputeFullU) ? m : p;
+    const Matrix Q = qr.householderQ() * Matrix::Identity(m, cols);
+    r.U = Q;
+    if (k > 0) r.U.leftCols(k) = Q.leftCols(k) * U1;
+  }
+  if (wantV) r.V = (options & Eigen::ComputeFullV) ? V1 : Matrix(V1.leftCols(p));
+  return r;
+}
 
 template <typename Scalar, typename Ref>
 DenseSVDResult<Scalar> run(const Ref& M, unsigned int options) {
@@ -23,13 +86,7 @@ DenseSVDResult<Scalar> run(const Ref& M, unsigned int options) {
                  "expected options of at most one of ComputeThinU/ComputeFullU and one of "
                  "ComputeThinV/ComputeFullV, got {:#x}",
                  options);
-  const Eigen::BDCSVD<Matrix> svd(Matrix(M), options);
-  DenseSVDResult<Scalar> r;
-  r.info = svd.info();
-  r.S = svd.singularValues();
-  if (svd.computeU()) r.U = svd.matrixU();
-  if (svd.computeV()) r.V = svd.matrixV();
-  return r;
+  return rankRevealing<Scalar>(Matrix(M), options);
 }
 
 }  // namespace

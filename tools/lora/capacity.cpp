@@ -11,7 +11,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "lora/analysis/rank_capacity.hpp"
-#include "plot.hpp"
+#include "lora/io/plot.hpp"
 
 namespace lora::cli {
 namespace {
@@ -24,7 +24,7 @@ struct CapacityArgs {
 };
 
 void run(const CapacityArgs& a) {
-  if (!a.plot.empty()) requirePlotFile(a.plot);
+  if (!a.plot.empty()) io::requirePlotFile(a.plot);
   const analysis::RankCapacity cap = analysis::rankCapacity(a.out, a.in, a.ranks);
   if (a.json) {
     nlohmann::ordered_json j;
@@ -61,7 +61,7 @@ void run(const CapacityArgs& a) {
         "min(r, out, in), the most singular values s·B·A can have\n");
   }
   if (!a.plot.empty()) {
-    Series params{"r·(out + in)", {}, {}}, ratio{"out·in / (r·(out + in))", {}, {}},
+    io::Series params{"r·(out + in)", {}, {}}, ratio{"out·in / (r·(out + in))", {}, {}},
         capacity{"min(r, out, in)", {}, {}};
     for (const auto& r : cap.rows) {
       const double x = static_cast<double>(r.rank);
@@ -73,15 +73,15 @@ void run(const CapacityArgs& a) {
       capacity.y.push_back(static_cast<double>(r.capacity));
     }
     const std::string shape = fmt::format("{} x {}", cap.out, cap.in);
-    const auto written = plotOrCsv(
-        {Panel{"LoRA parameters, " + shape, "rank r", "parameters", true, true, {params}},
-         Panel{"compression ratio, " + shape,
-               "rank r",
-               "full / LoRA parameters",
-               true,
-               true,
-               {ratio}},
-         Panel{"capacity, " + shape, "rank r", "max singular values", true, false, {capacity}}},
+    const auto written = io::plotOrCsv(
+        {io::Panel{"LoRA parameters, " + shape, "rank r", "parameters", true, true, {params}},
+         io::Panel{"compression ratio, " + shape,
+                   "rank r",
+                   "full / LoRA parameters",
+                   true,
+                   true,
+                   {ratio}},
+         io::Panel{"capacity, " + shape, "rank r", "max singular values", true, false, {capacity}}},
         a.plot);
     fmt::print(stderr, "wrote {}\n", written.string());
   }

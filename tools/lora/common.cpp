@@ -1,12 +1,13 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <exception>
+#include <mutex>
 #include <thread>
 
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -32,33 +33,8 @@ unsigned threadCount(const CLI::App* cmd, const CommonOptions& options) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-Progress::Progress(std::string label, std::size_t total, bool quiet)
-    : m_label(std::move(label)), m_total(total), m_enabled(!quiet && ::isatty(2) == 1) {
-  if (m_enabled) draw(0);
-}
-
-Progress::~Progress() {
-  if (m_enabled) std::fputc('\n', stderr);
-}
-
-void Progress::tick() {
-  const std::size_t done = ++m_done;
-  if (m_enabled) draw(done);
-}
-
-void Progress::draw(std::size_t done) {
-  std::lock_guard lock(m_mutex);
-  if (done < m_drawn) return;  // a later tick already drew more
-  m_drawn = done;
-  constexpr std::size_t kWidth = 30;
-  const std::size_t filled = m_total == 0 ? kWidth : done * kWidth / m_total;
-  fmt::print(stderr, "\r{} [{}{}] {}/{}", m_label, std::string(filled, '#'),
-             std::string(kWidth - filled, ' '), done, m_total);
-  std::fflush(stderr);
-}
-
 void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn,
-                 Progress* progress) {
+                 io::Progress* progress) {
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex errorMutex;
@@ -146,8 +122,8 @@ Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFil
   const Eigen::MatrixXd B = file.B<double>(m);
   const linalg::FactoredSVD<double> svd(B, A, file.scaling(m), 0);
   if (svd.info() != Eigen::Success) {
-    detail::fail("moduleSpectrum", "expected the SVD of s·B·A for '{}' to converge, got no convergence",
-                 m.name);
+    detail::fail("moduleSpectrum",
+                 "expected the SVD of s·B·A for '{}' to converge, got no convergence", m.name);
   }
   return svd.singularValues();
 }
@@ -158,6 +134,8 @@ double energyShare(const Eigen::VectorXd& sigma, Eigen::Index k) {
   return sigma.head(k).squaredNorm() / total;
 }
 
-std::string num(double v) { return fmt::format("{:.4g}", v); }
+std::string num(double v) {
+  return fmt::format("{:.4g}", v);
+}
 
 }  // namespace lora::cli

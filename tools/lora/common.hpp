@@ -1,12 +1,10 @@
 #pragma once
-// Helpers shared by the adapter subcommands of `lora`: threads, the progress bar, tables,
+// Helpers shared by the adapter subcommands of `lora`: threads (with lora::io::Progress), tables,
 // dtype names, spectra and resource use.
 
-#include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +13,7 @@
 #include <Eigen/Core>
 
 #include "lora/io/peft_file.hpp"
+#include "lora/io/progress.hpp"
 #include "lora/io/safetensors.hpp"
 
 namespace lora::cli {
@@ -32,31 +31,11 @@ void addCommonOptions(CLI::App* cmd, CommonOptions& options, bool withJson);
 /// The number of worker threads: --threads when given (must be >= 1), else the hardware's.
 unsigned threadCount(const CLI::App* cmd, const CommonOptions& options);
 
-/// \brief A progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
-/// tick() may be called from any thread.
-class Progress {
- public:
-  Progress(std::string label, std::size_t total, bool quiet);
-  Progress(const Progress&) = delete;
-  Progress& operator=(const Progress&) = delete;
-  ~Progress();
-  void tick();
-
- private:
-  void draw(std::size_t done);
-  std::string m_label;
-  std::size_t m_total;
-  bool m_enabled;
-  std::atomic<std::size_t> m_done{0};
-  std::mutex m_mutex;
-  std::size_t m_drawn = 0;
-};
-
 /// Runs fn(i) for every i in [0, n) on up to \p threads threads (the caller's included). After
 /// a failure no new index starts; once all running calls return, the exception of the lowest
 /// failing index is rethrown, so the error does not depend on scheduling.
 void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn,
-                 Progress* progress = nullptr);
+                 io::Progress* progress = nullptr);
 
 /// "f32", "f16", "bf16" (also "f64") -> DType; anything else throws lora::Error.
 DType parseDTypeName(std::string_view name, std::string_view where);

@@ -81,15 +81,15 @@ void run(const CLI::App* cmd, const MergeArgs& a) {
                    key, a.base, m.name);
     }
     const TensorInfo& t = base.info(key);
-    const std::vector<std::int64_t> want =
-        cfg.fanInFanOut ? std::vector<std::int64_t>{m.in, m.out}
-                        : std::vector<std::int64_t>{m.out, m.in};
+    const std::vector<std::int64_t> want = cfg.fanInFanOut ? std::vector<std::int64_t>{m.in, m.out}
+                                                           : std::vector<std::int64_t>{m.out, m.in};
     if (t.shape != want || !isFloat(t.dtype)) {
       detail::fail(kWhere,
                    "expected '{}' in '{}' to be a floating-point tensor of shape {} ({}) for the "
                    "adapter module '{}' (lora_A {}x{}, lora_B {}x{}), got {} {}",
-                   key, a.base, shapeText(want), cfg.fanInFanOut ? "in x out, fan_in_fan_out" : "out x in",
-                   m.name, m.rank, m.in, m.out, m.rank, dtypeName(t.dtype), shapeText(t.shape));
+                   key, a.base, shapeText(want),
+                   cfg.fanInFanOut ? "in x out, fan_in_fan_out" : "out x in", m.name, m.rank, m.in,
+                   m.out, m.rank, dtypeName(t.dtype), shapeText(t.shape));
     }
     adapted.emplace(key, i);
   }
@@ -97,7 +97,7 @@ void run(const CLI::App* cmd, const MergeArgs& a) {
   const std::vector<std::string>& names = base.names();
   std::vector<SafeTensorsWriter> parts(names.size());
   {
-    Progress progress("merge", names.size(), a.common.quiet);
+    io::Progress progress("merge", names.size(), a.common.quiet);
     parallelFor(
         names.size(), threads,
         [&](std::size_t i) {

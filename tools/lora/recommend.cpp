@@ -67,7 +67,7 @@ void run(const CLI::App* cmd, const RecommendArgs& a) {
   std::vector<Eigen::VectorXd> spectra(modules.size());
   std::vector<double> importance(modules.size());
   {
-    Progress progress("recommend", modules.size(), a.common.quiet);
+    io::Progress progress("recommend", modules.size(), a.common.quiet);
     parallelFor(
         modules.size(), threads,
         [&](std::size_t i) {
@@ -137,10 +137,12 @@ void run(const CLI::App* cmd, const RecommendArgs& a) {
                fmt::format("{:.2f}%", 100.0 * std::sqrt(energyShare(spectra[i], ranks[i])))});
   }
   table.print(stdout);
-  fmt::print("rule {}, importance {}: total rank {} for a budget of {} (now {}), ranks in [{}, {}]\n",
-             a.rule, a.importance, total, a.budget, currentTotal, minRank, maxRank);
-  fmt::print("fro kept: share of the Frobenius norm of s·B·A that resizing to the recommended "
-             "rank keeps\n");
+  fmt::print(
+      "rule {}, importance {}: total rank {} for a budget of {} (now {}), ranks in [{}, {}]\n",
+      a.rule, a.importance, total, a.budget, currentTotal, minRank, maxRank);
+  fmt::print(
+      "fro kept: share of the Frobenius norm of s·B·A that resizing to the recommended "
+      "rank keeps\n");
   if (!a.writePattern.empty()) {
     fmt::print("rank pattern written to {} (use: lora resize {} OUT --rank-pattern {})\n",
                a.writePattern, a.dir, a.writePattern);

@@ -76,7 +76,8 @@ AdapterConfig loadRankPattern(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     detail::fail(kWhere, "expected valid JSON in '{}', got {}", path, e.what());
   }
-  if (!j.is_object()) detail::fail(kWhere, "expected a JSON object in '{}', got {}", path, j.type_name());
+  if (!j.is_object())
+    detail::fail(kWhere, "expected a JSON object in '{}', got {}", path, j.type_name());
   nlohmann::ordered_json cfg;
   cfg["peft_type"] = "LORA";
   if (j.contains("rank_pattern")) {
@@ -131,8 +132,7 @@ Plan makePlan(const CLI::App* cmd, const ResizeArgs& a) {
   p.minRank = a.minRank;
   if (cmd->count("--max-rank")) p.maxRank = a.maxRank;
   if (p.maxRank && *p.maxRank < p.minRank)
-    detail::fail(kWhere, "expected --min-rank <= --max-rank, got {} and {}", p.minRank,
-                 *p.maxRank);
+    detail::fail(kWhere, "expected --min-rank <= --max-rank, got {} and {}", p.minRank, *p.maxRank);
   if (p.rule == Rule::Pattern) p.pattern = loadRankPattern(a.rankPattern);
   return p;
 }
@@ -186,7 +186,7 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
   parts.reserve(modules.size());
   for (std::size_t i = 0; i < modules.size(); ++i) parts.emplace_back(file.config(), outType);
   {
-    Progress progress("resize", modules.size(), a.common.quiet);
+    io::Progress progress("resize", modules.size(), a.common.quiet);
     parallelFor(
         modules.size(), threads,
         [&](std::size_t i) {
@@ -197,7 +197,8 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
           const double s = file.scaling(m);
           const linalg::FactoredSVD<double> svd(B, A, s);
           if (svd.info() != Eigen::Success)
-            detail::fail(kWhere, "expected the SVD of s·B·A for '{}' to converge, got no convergence",
+            detail::fail(kWhere,
+                         "expected the SVD of s·B·A for '{}' to converge, got no convergence",
                          m.name);
           const Eigen::VectorXd& sigma = svd.singularValues();
           Index k = std::max(ruleRank(plan, sigma, m), plan.minRank);
@@ -339,7 +340,8 @@ void addResize(CLI::App& app) {
   rule->require_option(1);
   cmd->add_option("--min-rank", args->minRank, "lowest new rank (default 1)");
   cmd->add_option("--max-rank", args->maxRank, "highest new rank (default: no limit)");
-  cmd->add_option("--dtype", args->dtype, "f32, f16 or bf16 for the new factors (default: as read)");
+  cmd->add_option("--dtype", args->dtype,
+                  "f32, f16 or bf16 for the new factors (default: as read)");
   addCommonOptions(cmd, args->common, true);
   cmd->callback([cmd, args] { run(cmd, *args); });
 }

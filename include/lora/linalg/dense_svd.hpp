@@ -1,6 +1,7 @@
 #pragma once
 /// \file dense_svd.hpp
-/// \brief Eigen's dense SVD (BDCSVD), compiled once in liblorapp for float and double.
+/// \brief Eigen's dense SVD (BDCSVD behind a rank-revealing QR), compiled once in liblorapp for
+/// float and double.
 ///
 /// Eigen::BDCSVD costs about 30 s of compile time per scalar type at -O2. Every header of LoRA++
 /// that needs a dense SVD (the r x r core of a factored SVD, PiSSA's Dense method, MiLoRA, weight
@@ -20,8 +21,12 @@ struct DenseSVDResult {
   Eigen::ComputationInfo info = Eigen::Success;
 };
 
-/// The SVD of \p M by Eigen::BDCSVD (divide and conquer; Jacobi below 16 columns), exact to
-/// rounding, O(m·n·min(m, n)). \p options are Eigen's: 0 for singular values only, or any of
+/// The SVD of \p M, exact to rounding, O(m·n·min(m, n)): Eigen::BDCSVD (divide and conquer;
+/// Jacobi below 16 columns). Eigen 3.4.0's BDCSVD crashes on some rank-deficient matrices (a
+/// 64 x 64 weight gradient did; tests/test_dense_decompositions.cpp keeps it), so a
+/// column-pivoting QR first finds the numerical rank k and BDCSVD only sees a k x n full-rank
+/// part; the singular values below rounding level come back as 0. \p options are Eigen's: 0 for
+/// singular values only, or any of
 /// Eigen::ComputeThinU / ComputeFullU combined with ComputeThinV / ComputeFullV.
 /// An empty or non-finite \p M, or options asking for both thin and full U (or V), throw
 /// lora::Error.
