@@ -21,39 +21,36 @@
 #include <CLI/CLI.hpp>
 
 #include "experiments/charlm.hpp"
-#include "experiments/studies.hpp"
+#include "experiments/command_line.hpp"
 
 int main(int argc, char** argv) {
   using namespace lora::experiments;
   CLI::App app{"LoRA strategy experiments on a character-level language model (English -> French)"};
   CharTaskOptions data;
-  std::string out = "experiments/charlm";
-  int seeds = 3, pretrainSteps = 6000;
   Index hidden = 256;
-  AdaptOptions adapt{
-      .steps = 800, .batch = 128, .evalEvery = 40, .quiet = false, .label = "charlm"};
-  StudyOptions study;
-  study.lr = 2e-3;
-  study.fullLr = 1e-3;
+  CommonCommandLine cl;
+  cl.seeds = 3;
+  cl.pretrainSteps = 6000;
+  cl.out = "experiments/charlm";
+  cl.adapt = {.steps = 800, .batch = 128, .evalEvery = 40, .quiet = false, .label = "charlm"};
+  cl.study.lr = 2e-3;
+  cl.study.fullLr = 1e-3;
   app.add_option("--english", data.english, "English word list (wamerican)");
   app.add_option("--french", data.french, "French word list (wfrench)");
   app.add_option("--context", data.context, "characters of context")->check(CLI::PositiveNumber);
   app.add_option("--pretrain-samples", data.pretrainSamples, "English samples for pretraining");
   app.add_option("--adapt-samples", data.adaptSamples, "French samples for adaptation");
   app.add_option("--hidden", hidden, "hidden units per layer")->check(CLI::PositiveNumber);
-  app.add_option("--seeds", seeds, "seeds per strategy")->check(CLI::PositiveNumber);
-  app.add_option("--steps", adapt.steps, "adaptation steps per run")->check(CLI::PositiveNumber);
-  app.add_option("--pretrain-steps", pretrainSteps, "pretraining steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--lr", study.lr, "AdamW learning rate of the LoRA strategies");
-  app.add_option("--only", study.only, "studies to run: comparison, rslora, pissa")->delimiter(',');
-  app.add_option("--out", out, "folder for report.txt, report.json and the charts ('' : none)");
-  app.add_flag("--quiet", adapt.quiet, "no progress bars");
+  cl.addTo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  cl.finish();
+  const int seeds = cl.seeds, pretrainSteps = cl.pretrainSteps;
+  const AdaptOptions& adapt = cl.adapt;
+  StudyOptions& study = cl.study;
   try {
     const CharTask t = makeCharTask(data);
     const Index V = t.vocab.size();
@@ -64,9 +61,6 @@ int main(int argc, char** argv) {
     const Metrics en = evaluate(net, t.englishVal), fr = evaluate(net, t.frenchVal);
     study.task = "character LM, English -> French";
     study.report = {.lossName = "bits/char", .lossScale = bits};
-    study.seeds.resize(static_cast<std::size_t>(seeds));
-    std::iota(study.seeds.begin(), study.seeds.end(), std::uint64_t{1});
-    study.out = out;
     const std::string header = fmt::format(
         "Character LM: {} English and {} French words ({} symbols incl. boundary and other), "
         "context {}.\nSamples: {} English for pretraining, {} French for adaptation, {} held-out "

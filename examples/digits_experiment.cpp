@@ -20,33 +20,32 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "experiments/command_line.hpp"
 #include "experiments/digits.hpp"
-#include "experiments/studies.hpp"
 
 int main(int argc, char** argv) {
   using namespace lora::experiments;
   CLI::App app{"LoRA strategy experiments on handwritten digits (UCI optdigits)"};
-  std::string data = LORA_DIGITS_CSV, shiftName = "rotate90", out = "experiments/digits";
-  int seeds = 5, pretrainSteps = 1500;
-  AdaptOptions adapt{.steps = 600, .batch = 64, .evalEvery = 20, .quiet = false, .label = "digits"};
-  StudyOptions study;
-  study.lr = 3e-3;
-  study.fullLr = 1e-3;
+  std::string data = LORA_DIGITS_CSV, shiftName = "rotate90";
+  CommonCommandLine cl;
+  cl.seeds = 5;
+  cl.pretrainSteps = 1500;
+  cl.out = "experiments/digits";
+  cl.adapt = {.steps = 600, .batch = 64, .evalEvery = 20, .quiet = false, .label = "digits"};
+  cl.study.lr = 3e-3;
+  cl.study.fullLr = 1e-3;
   app.add_option("--data", data, "the digits CSV (64 pixels and a label per line)");
   app.add_option("--shift", shiftName, "the adaptation domain: mirror, rotate90, rotate180");
-  app.add_option("--seeds", seeds, "seeds per strategy")->check(CLI::PositiveNumber);
-  app.add_option("--steps", adapt.steps, "adaptation steps per run")->check(CLI::PositiveNumber);
-  app.add_option("--pretrain-steps", pretrainSteps, "pretraining steps")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--lr", study.lr, "AdamW learning rate of the LoRA strategies");
-  app.add_option("--only", study.only, "studies to run: comparison, rslora, pissa")->delimiter(',');
-  app.add_option("--out", out, "folder for report.txt, report.json and the charts ('' : none)");
-  app.add_flag("--quiet", adapt.quiet, "no progress bars");
+  cl.addTo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  cl.finish();
+  const int seeds = cl.seeds, pretrainSteps = cl.pretrainSteps;
+  const AdaptOptions& adapt = cl.adapt;
+  StudyOptions& study = cl.study;
   try {
     const DigitShift shift = parseDigitShift(shiftName);
     const DigitsSplit split = splitDigits(loadDigits(data), shift, 2024);
@@ -55,9 +54,6 @@ int main(int argc, char** argv) {
         pretrain(sizes, split.train, {.steps = pretrainSteps, .quiet = adapt.quiet});
     const Metrics original = evaluate(net, split.val), shifted = evaluate(net, split.shiftedVal);
     study.task = fmt::format("digits, {} images", digitShiftName(shift));
-    study.seeds.resize(static_cast<std::size_t>(seeds));
-    std::iota(study.seeds.begin(), study.seeds.end(), std::uint64_t{1});
-    study.out = out;
     const std::string header = fmt::format(
         "Digits: {} training / {} held-out images; network 64-128-128-10 pretrained for {} steps "
         "on the original images.\nPretrained model, held-out accuracy: {:.3f} on original "

@@ -282,6 +282,22 @@ TEST(PeftWriterConfig, DoraMagnitudesAreWritten) {
   EXPECT_TRUE(adapter.layer("fc").magnitude() == m);
 }
 
+// Expressions are evaluated once: a nullary Random expression used to read as "NaN or Inf"
+// (Eigen's allFinite() reads it twice and gets other values), and a product is written as is.
+TEST(PeftWriterConfig, AcceptsEigenExpressions) {
+  ScratchDir tmp("expr");
+  PeftAdapterWriter w;
+  const Eigen::MatrixXf A = lora::test::gaussian<float>(3, 4, 1);
+  w.add("fc", Eigen::MatrixXf::Random(3, 4), Eigen::MatrixXf::Zero(5, 3), 6.0);
+  w.add("fc2", A * 2.0f, Eigen::MatrixXf::Constant(5, 3, 0.25f), 6.0);
+  w.write(tmp / "a");
+  const auto adapter = PeftAdapter<float>::load(tmp / "a");
+  EXPECT_TRUE(adapter.layer("fc").A().allFinite());
+  EXPECT_LE(adapter.layer("fc").A().cwiseAbs().maxCoeff(), 1.0f);
+  EXPECT_TRUE(adapter.layer("fc2").A() == A * 2.0f);
+  EXPECT_TRUE(adapter.layer("fc2").B() == Eigen::MatrixXf::Constant(5, 3, 0.25f));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input and fail-safe writes
 

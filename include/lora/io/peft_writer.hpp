@@ -135,14 +135,19 @@ class PeftAdapterWriter {
     if (module.starts_with(kPrefix)) module.remove_prefix(kPrefix.size());
     checkModule(where, module, A.rows(), A.cols(), B.rows(), B.cols(), alpha, dora, m.size(),
                 m.rows() == 1 || m.cols() == 1);
-    if (!A.allFinite() || !B.allFinite() || (dora && !m.allFinite()))
+    // Evaluated once: Eigen's allFinite() reads an expression twice, and a nullary expression
+    // such as MatrixXf::Random gives different values on each read (plain matrices: no copy).
+    const auto& Ae = A.derived().eval();
+    const auto& Be = B.derived().eval();
+    const auto& me = m.derived().eval();
+    if (!Ae.allFinite() || !Be.allFinite() || (dora && !me.allFinite()))
       detail::fail(where, "expected finite A, B and magnitude for module '{}', got NaN or Inf",
                    module);
     SafeTensorsWriter local;
     const std::string base = std::string(kPrefix) + std::string(module);
-    local.add(base + ".lora_A.weight", A, m_dtype);
-    local.add(base + ".lora_B.weight", B, m_dtype);
-    if (dora) local.addVector(base + ".lora_magnitude_vector", m, m_dtype);
+    local.add(base + ".lora_A.weight", Ae, m_dtype);
+    local.add(base + ".lora_B.weight", Be, m_dtype);
+    if (dora) local.addVector(base + ".lora_magnitude_vector", me, m_dtype);
     commitModule(std::string(module), static_cast<int>(A.rows()), alpha, dora, std::move(local));
     return *this;
   }
