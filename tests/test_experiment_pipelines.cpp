@@ -82,6 +82,28 @@ TEST(DigitsPipeline, RankSelectorResizesThroughTheOptimizer) {
   EXPECT_THROW(task.run(s, 1), lora::Error);
 }
 
+TEST(DigitsPipeline, RejectsBadSettings) {
+  const std::vector<Index> sizes{64, 8, 10};
+  EXPECT_THROW(pretrain(sizes, digits().train, {.steps = 0, .quiet = true}), lora::Error);
+  EXPECT_THROW(pretrain(sizes, digits().train, {.batch = 0, .quiet = true}), lora::Error);
+  EXPECT_THROW(pretrain(std::vector<Index>{32, 8, 10}, digits().train, {.quiet = true}),
+               lora::Error);
+  Dataset unlabeled = digits().shiftedTrain;
+  unlabeled.y.pop_back();
+  EXPECT_THROW(AdaptationTask(digitsNetwork(), unlabeled, digits().shiftedVal, {.quiet = true}),
+               lora::Error);
+  EXPECT_THROW(AdaptationTask(digitsNetwork(), digits().shiftedTrain, digits().shiftedVal,
+                              {.steps = 0, .quiet = true}),
+               lora::Error);
+  AdaptationTask task(digitsNetwork(), digits().shiftedTrain, digits().shiftedVal,
+                      {.steps = 5, .quiet = true});
+  Strategy s{.name = "bad init", .rank = 4, .init = "sideways"};
+  EXPECT_THROW(task.run(s, 1), lora::Error);
+  s.init = "peft_default";
+  s.optimizer.rule = "lion";
+  EXPECT_THROW(task.run(s, 1), lora::Error);
+}
+
 TEST(DigitsPipeline, StudiesWriteReportsAndCharts) {
   const auto out = std::filesystem::temp_directory_path() / "lora_test_studies";
   std::filesystem::remove_all(out);

@@ -88,6 +88,25 @@ std::vector<int> gatherLabels(const std::vector<int>& y, std::span<const Index> 
   return out;
 }
 
+// Loss and accuracy over \p data in chunks of 4096 rows; logits(X) returns the logits of X.
+template <typename Logits>
+Metrics chunkedMetrics(const Dataset& data, Logits&& logits) {
+  constexpr Index kChunk = 4096;
+  double loss = 0;
+  Index correct = 0;
+  for (Index start = 0; start < data.size(); start += kChunk) {
+    const Index n = std::min(kChunk, data.size() - start);
+    Index right = 0;
+    const std::span<const int> y =
+        std::span(data.y).subspan(static_cast<std::size_t>(start), static_cast<std::size_t>(n));
+    loss += softmaxCrossEntropy(logits(data.X.middleRows(start, n)), y, nullptr, &right) *
+            static_cast<double>(n);
+    correct += right;
+  }
+  return {loss / static_cast<double>(data.size()),
+          static_cast<double>(correct) / static_cast<double>(data.size())};
+}
+
 // The dense forward pass; keeps each layer's input (H[l]) and pre-activation (Z[l]).
 void denseForward(const Network& net, const Mat& X, std::vector<Mat>& H, std::vector<Mat>& Z) {
   const std::size_t L = net.W.size();
@@ -190,27 +209,25 @@ Index Network::parameterCount() const {
 }
 
 Metrics evaluate(const Network& net, const Dataset& data) {
-  constexpr Index kChunk = 4096;
-  double loss = 0;
-  Index correct = 0;
   std::vector<Mat> H, Z;
-  for (Index start = 0; start < data.size(); start += kChunk) {
-    const Index n = std::min(kChunk, data.size() - start);
-    denseForward(net, data.X.middleRows(start, n), H, Z);
-    Index right = 0;
-    loss += softmaxCrossEntropy(Z.back(),
-                                std::span(data.y).subspan(static_cast<std::size_t>(start),
-                                                          static_cast<std::size_t>(n)),
-                                nullptr, &right) *
-            static_cast<double>(n);
-    correct += right;
-  }
-  return {loss / static_cast<double>(data.size()),
-          static_cast<double>(correct) / static_cast<double>(data.size())};
+  return chunkedMetrics(data, [&](const auto& X) -> const Mat& {
+    denseForward(net, X, H, Z);
+    return Z.back();
+  });
 }
 
 Network pretrain(std::span<const Index> sizes, const Dataset& train, const PretrainOptions& o) {
+  constexpr const char* where = "pretrain";
+  if (o.steps < 1 || o.batch < 1)
+    detail::fail(where, "expected steps and batch >= 1, got {} and {}", o.steps, o.batch);
+  if (train.size() < 1 || static_cast<std::size_t>(train.size()) != train.y.size())
+    detail::fail(
+        where,
+        "expected a non-empty training set with one label per row, got {} rows and {} labels",
+        train.size(), train.y.size());
   Network net = Network::random(sizes, o.seed);
+  if (train.X.cols() != sizes.front())
+    detail::fail(where, "expected inputs of {} features, got {}", sizes.front(), train.X.cols());
   DenseAdamW opt(net, o.lr, o.weightDecay);
   Batches batches(train.size(), o.batch, o.seed + 17);
   io::Progress progress("pretrain", static_cast<std::size_t>(o.steps), o.quiet);
@@ -249,6 +266,10 @@ AdaptationTask::AdaptationTask(Network pretrained, Dataset train, Dataset val, A
       m_options(std::move(options)) {
   constexpr const char* where = "AdaptationTask::AdaptationTask";
   if (m_pretrained.W.empty()) detail::fail(where, "expected a pretrained network, got none");
+  if (static_cast<std::size_t>(m_train.size()) != m_train.y.size() ||
+      static_cast<std::size_t>(m_val.size()) != m_val.y.size())
+    detail::fail(where, "expected one label per sample, got {} and {} labels for {} and {} samples",
+                 m_train.y.size(), m_val.y.size(), m_train.size(), m_val.size());
   if (m_train.size() < 1 || m_val.size() < 1)
     detail::fail(where, "expected non-empty train and val sets, got {} and {} samples",
                  m_train.size(), m_val.size());
@@ -337,23 +358,13 @@ RunRecord trainLora(std::deque<Layer<float>>& layers, Rule rule, const Strategy&
     }
   };
   const auto evalAt = [&](int step) {
-    constexpr Index kChunk = 4096;
-    double loss = 0;
-    Index correct = 0;
-    for (Index at = 0; at < val.size(); at += kChunk) {
-      const Index n = std::min(kChunk, val.size() - at);
-      forward(val.X.middleRows(at, n));
-      Index right = 0;
-      loss += softmaxCrossEntropy(Z.back(),
-                                  std::span(val.y).subspan(static_cast<std::size_t>(at),
-                                                           static_cast<std::size_t>(n)),
-                                  nullptr, &right) *
-              static_cast<double>(n);
-      correct += right;
-    }
+    const Metrics m = chunkedMetrics(val, [&](const auto& X) -> const Mat& {
+      forward(X);
+      return Z.back();
+    });
     r.evalSteps.push_back(step);
-    r.evalLoss.push_back(loss / static_cast<double>(val.size()));
-    r.evalAccuracy.push_back(static_cast<double>(correct) / static_cast<double>(val.size()));
+    r.evalLoss.push_back(m.loss);
+    r.evalAccuracy.push_back(m.accuracy);
   };
   evalAt(0);
 
@@ -361,6 +372,7 @@ RunRecord trainLora(std::deque<Layer<float>>& layers, Rule rule, const Strategy&
   io::Progress progress(progressLabel(o.label, s, seed), static_cast<std::size_t>(o.steps),
                         o.quiet);
   Mat dZ, dH;
+  std::vector<Mat> dZs(L);
   for (int step = 1; step <= o.steps; ++step) {
     const auto rows = batches.next();
     const Mat X = gatherRows(train.X, rows);
@@ -368,9 +380,9 @@ RunRecord trainLora(std::deque<Layer<float>>& layers, Rule rule, const Strategy&
     H[0] = X;
     forward(X);
     const double loss = softmaxCrossEntropy(Z.back(), y, &dZ, nullptr);
-    std::vector<Mat> dZs(L);
+    const bool observe = s.selector != "none";
     for (std::size_t l = L; l-- > 0;) {
-      dZs[l] = dZ;
+      if (observe) dZs[l] = dZ;  // the selectors read each layer's dL/dY after the step
       if (l > 0) {
         layers[l].backward(H[l], dZ, dH, GradMode::Overwrite);
         dZ = dH.cwiseProduct((Z[l - 1].array() > 0.0f).cast<float>().matrix());
