@@ -88,9 +88,7 @@ class AdaptationTask {
 
   /// The pretrained network on the held-out set, unadapted.
   Metrics frozen() const { return evaluate(m_pretrained, m_val); }
-  const Network& pretrained() const { return m_pretrained; }
   const AdaptOptions& options() const { return m_options; }
-  void setOptions(const AdaptOptions& options) { m_options = options; }
 
   /// σ of every adapted layer's s·B·A at the end of the first run of each LoRA strategy.
   const std::map<std::string, std::vector<Eigen::VectorXd>>& spectra() const { return m_spectra; }

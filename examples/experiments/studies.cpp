@@ -331,10 +331,6 @@ void pissaCharts(const ExperimentReport& report, const StudyOptions& o) {
   plotTo(o, {early}, "pissa.png");
 }
 
-void writeText(const std::filesystem::path& file, const std::string& text) {
-  train::writeFileAtomically(file, text, "runStudies");
-}
-
 }  // namespace
 
 std::vector<double> meanTrainLoss(const ExperimentReport& report, const std::string& strategy) {
@@ -434,8 +430,8 @@ nlohmann::json runStudies(AdaptationTask& task, const StudyOptions& o, const nlo
     j["pissa"] = analysis::toJson(r);
   }
   if (!o.out.empty()) {
-    writeText(o.out / "report.txt", text);
-    writeText(o.out / "report.json", j.dump(1));
+    train::writeFileAtomically(o.out / "report.txt", text, "runStudies");
+    train::writeFileAtomically(o.out / "report.json", j.dump(1), "runStudies");
     fmt::print(stderr, "wrote {}/report.txt, report.json and charts\n", o.out.string());
   }
   return j;
