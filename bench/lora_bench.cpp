@@ -6,7 +6,9 @@
 
 #include <Eigen/SVD>
 
-#include "lora/lora.hpp"
+#include "lora/layer.hpp"
+#include "lora/linalg/factored_svd.hpp"
+#include "lora/random.hpp"
 
 namespace {
 

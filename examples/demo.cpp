@@ -13,7 +13,9 @@
 #include <fmt/format.h>
 
 #include "lora/io/peft_writer.hpp"
-#include "lora/lora.hpp"
+#include "lora/layer.hpp"
+#include "lora/linalg/spectrum.hpp"
+#include "lora/random.hpp"
 
 namespace {
 

@@ -30,7 +30,9 @@
 
 #include "lora/layer.hpp"
 #include "lora/linalg/spectrum.hpp"
+#include "lora/linalg/statistics.hpp"
 #include "lora/random.hpp"
+#include "lora/rank/rank_config.hpp"
 #include "lora/train/train.hpp"
 
 namespace {
@@ -186,7 +188,7 @@ int fineTune(int argc, char** argv) {
   fs::create_directories(outDir);
 
   // The rank manager: the config file (the article's defaults when it is missing), a decision log.
-  lora::train::RankManager manager(lora::train::RankManagerConfig::load(configPath),
+  lora::train::RankManager manager(lora::rank::RankManagerConfig::load(configPath),
                                    outDir / "lora_rank_log.txt");
   if (hasFlag(argc, argv, "--write-config")) {
     manager.saveConfig(configPath);
@@ -336,7 +338,7 @@ Curve runStudy(const Rule& rule, Index target, Variant v, std::uint64_t seed) {
 }
 
 std::string meanStd(const std::vector<double>& v) {
-  return fmt::format("{:.4f} ± {:.4f}", lora::train::mean(v), lora::train::populationStd(v));
+  return fmt::format("{:.4f} ± {:.4f}", lora::linalg::mean(v), lora::linalg::populationStd(v));
 }
 
 template <typename Rule>
@@ -373,8 +375,8 @@ void studyTable(const std::string& title, const Rule& rule, int seeds, bool seco
                                                     : fmt::format("16 → {}", target);
     fmt::print("| {} | {} | {} | {} | {} | {} | {:+.4f} ± {:.4f} | {:+.4f} ± {:.4f} | {} |\n", what,
                name(v), meanStd(at[0]), meanStd(at[2]), meanStd(at[3]), meanStd(at[4]),
-               lora::train::mean(d20), lora::train::populationStd(d20), lora::train::mean(d100),
-               lora::train::populationStd(d100), meanStd(rise));
+               lora::linalg::mean(d20), lora::linalg::populationStd(d20), lora::linalg::mean(d100),
+               lora::linalg::populationStd(d100), meanStd(rise));
   }
   fmt::print("\nLoss before the resize (all rows): {}\n", meanStd(before));
 }

@@ -26,11 +26,12 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "lora/analysis/initialization_analyzer.hpp"
-#include "lora/analysis/weight_statistics.hpp"
 #include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 #include "init_catalog.hpp"
 
 namespace {

@@ -8,8 +8,8 @@
 #include <Eigen/Core>
 
 #include "lora/analysis/initialization_analyzer.hpp"
-#include "lora/analysis/weight_statistics.hpp"
 #include "lora/init/init.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 
 namespace lora::examples {
 
@@ -20,8 +20,7 @@ std::vector<analysis::NamedInitializer<Scalar>> initCatalog(const Eigen::MatrixX
                                                             Eigen::Index rank) {
   using namespace lora::init;
   using XScalar = typename DerivedX::Scalar;
-  const auto stats =
-      std::make_shared<const analysis::WeightStatistics>(analysis::weightStatistics(W));
+  const auto stats = std::make_shared<const linalg::WeightStatistics>(linalg::weightStatistics(W));
   const LayerAdaptive middle{.depth = 6, .totalLayers = 12};  // the article's example layer
   const StatisticsAdaptive statistics{.statistics = stats};
   const SvdBased svd{.target = std::make_shared<const Eigen::MatrixXd>(W)};

@@ -39,7 +39,7 @@
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/analysis/markdown_table.hpp"
-#include "lora/analysis/weight_statistics.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 #include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
 #include "init_catalog.hpp"

@@ -1,4 +1,5 @@
 // How well do the rank rules choose? Two measurements, printed as markdown (docs/rank_selection.md).
+// `rank_selection --quick` runs a shrunken version (the test suite runs it as a smoke test).
 //
 // (a) Planted-rank recovery. Deltas Δ = U diag(σ) V^T + noise (96 x 96, σ linear from 1 to 0.5,
 //     rank k in 1..32, noise Gaussian scaled to a signal-to-noise ratio ‖signal‖_F / ‖noise‖_F),
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string_view>
 #include <functional>
 #include <map>
 #include <string>
@@ -29,6 +31,14 @@
 #include "lora/rank/svd_energy_selector.hpp"
 
 namespace {
+
+// The sizes of the measurement; --quick shrinks them to a smoke run (the test suite runs it).
+struct Sizes {
+  int trials = 8;    // planted-rank recovery: draws per (source, k, SNR)
+  int steps = 1500;  // dynamic rank: SGD steps per run
+  int seeds = 3;     // dynamic rank: runs per selector
+};
+Sizes sizes;
 
 using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
@@ -83,7 +93,7 @@ struct Score {
 void plantedRecovery() {
   const std::vector<Index> ranks = {1, 2, 4, 8, 16, 32};
   const std::vector<double> snrs = {100, 10, 3, 1};
-  constexpr int trials = 8;
+  const int trials = sizes.trials;
   constexpr Index dim = 96, batch = 256;
   const auto all = rules();
   for (const char* source : {"delta", "gradient"}) {
@@ -218,7 +228,7 @@ std::vector<double> g_curveRank2, g_curveRank8;  // seed-0 loss curves of the fi
 
 void dynamicRank() {
   const Task task;
-  constexpr int steps = 1500, seeds = 3;
+  const int steps = sizes.steps, seeds = sizes.seeds;
   constexpr double lr = 0.02;
   const std::vector<int> marks = {0, 250, 500, 1000, 1500};
   fmt::print("\n#### Dynamic rank: true rank 8, start at rank 2, SGD lr {}, {} steps, {} seeds\n\n", lr, steps, seeds);
@@ -306,7 +316,15 @@ void replayCurves() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--quick") {
+      sizes = Sizes{.trials = 1, .steps = 150, .seeds = 2};
+    } else {
+      fmt::print(stderr, "usage: rank_selection [--quick]\n");
+      return 2;
+    }
+  }
   fmt::print("### Rank selection, measured (examples/rank_selection.cpp)\n");
   plantedRecovery();
   dynamicRank();

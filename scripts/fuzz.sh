@@ -13,7 +13,7 @@ if [ ! -d "$fixtures" ]; then
   exit 1
 fi
 
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
   -DCMAKE_CXX_COMPILER=clang++-14 -DLORA_SANITIZE=address,undefined -DLORA_BUILD_FUZZERS=ON \
   -DLORA_BUILD_TESTS=OFF -DLORA_BUILD_EXAMPLES=OFF -DLORA_BUILD_BENCHMARKS=OFF \
   -DLORA_BUILD_TOOLS=OFF -DLORA_INSTALL=OFF >/dev/null

@@ -1,5 +1,5 @@
-// lora/analysis/experiment.hpp: the article's convergence rule, summaries over seeds, the
-// article's report and the runner.
+// lora/analysis/experiment.hpp and experiment_json.hpp: the article's convergence rule, summaries
+// over seeds, the article's report (text and JSON) and the runner.
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "lora/analysis/experiment.hpp"
+#include "lora/analysis/experiment_json.hpp"
 #include "lora/random.hpp"
 
 namespace {

@@ -10,7 +10,7 @@
 #include <Eigen/QR>
 
 #include "lora/linalg/dense_svd.hpp"
-#include "lora/analysis/weight_statistics.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 #include "lora/init/init.hpp"
 #include "lora/layer.hpp"
 #include "support/errors.hpp"
@@ -190,7 +190,7 @@ TEST(WeightStatistics, MatchesTheDefinitionsOnBothPaths) {
   const Eigen::MatrixXd W = planted(40, 30, sigma, 12);
   for (Eigen::Index limit : {Eigen::Index{512}, Eigen::Index{0}}) {  // dense SVD, then Gram path
     SCOPED_TRACE(limit);
-    const auto s = lora::analysis::weightStatistics(W, {.denseSvdLimit = limit});
+    const auto s = lora::linalg::weightStatistics(W, {.denseSvdLimit = limit});
     EXPECT_NEAR(s.mean, W.mean(), 1e-15);
     EXPECT_NEAR(s.std, std::sqrt((W.array() - W.mean()).square().sum() / (W.size() - 1)), 1e-15);
     EXPECT_NEAR(s.frobeniusNorm, sigma.norm(), 1e-12);
@@ -200,18 +200,19 @@ TEST(WeightStatistics, MatchesTheDefinitionsOnBothPaths) {
     EXPECT_LE((s.singularValues.head(12) - sigma).cwiseAbs().maxCoeff(), 1e-9);
     EXPECT_LE(s.singularValues.tail(18).maxCoeff(), 1e-6);
   }
-  EXPECT_CONTAINS(errorOf([&] { lora::analysis::weightStatistics(Eigen::MatrixXd(0, 3)); }),
+  EXPECT_CONTAINS(errorOf([&] { lora::linalg::weightStatistics(Eigen::MatrixXd(0, 3)); }),
                   "weightStatistics(): expected a non-empty weight, got 0x3");
   Eigen::MatrixXd bad = W;
   bad(1, 1) = NAN;
-  EXPECT_CONTAINS(errorOf([&] { lora::analysis::weightStatistics(bad); }), "finite");
+  EXPECT_CONTAINS(errorOf([&] { lora::linalg::weightStatistics(bad); }), "finite");
 }
 
 TEST(StatisticsAdaptive, TakesTheArticlesBranches) {
   // effective rank 9: r <= 4 is "low rank" (0.5, 0.1), r = 5 is not (0.2, 0.05)
   Eigen::VectorXd sigma = Eigen::VectorXd::LinSpaced(9, 9.0, 1.0);
   const Eigen::MatrixXd W = planted(400, 300, sigma, 13);
-  const auto stats = std::make_shared<const lora::analysis::WeightStatistics>(lora::analysis::weightStatistics(W));
+  const auto stats = std::make_shared<const lora::linalg::WeightStatistics>(
+      lora::linalg::weightStatistics(W));
   ASSERT_EQ(stats->effectiveRank, 9);
   const lora::init::StatisticsAdaptive policy{.strength = 0.5, .statistics = stats};
   const double base = stats->std * stats->spectralNorm * 0.5;

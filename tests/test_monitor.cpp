@@ -1,4 +1,5 @@
-// lora/train/monitor.hpp and lora/train/rank_manager.hpp (one executable, to keep build time
+// lora/train/monitor.hpp and lora/train/rank_manager.hpp, with the rank manager's
+// lora/rank/rank_config.hpp and lora/rank/layer_kind.hpp (one executable, to keep build time
 // down): the article's LoRAPerformanceMonitor (records, report, suggestions, CSV/JSON export) and
 // ProductionLoRARankManager (JSON config, recommendInitialRanks, monitorAndAdjust, delegation to
 // a rank selector, the decision log), with their bad inputs.
@@ -17,7 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "lora/layer.hpp"
+#include "lora/linalg/statistics.hpp"
+#include "lora/rank/layer_kind.hpp"
 #include "lora/rank/loss_plateau.hpp"
+#include "lora/rank/rank_config.hpp"
 #include "lora/train/monitor.hpp"
 #include "lora/train/rank_manager.hpp"
 #include "support/errors.hpp"
@@ -26,15 +30,15 @@
 namespace {
 
 namespace fs = std::filesystem;
+using lora::rank::LayerKind;
+using lora::rank::RankManagerConfig;
 using lora::test::errorOf;
 using lora::test::gaussian;
-using lora::train::LayerKind;
 using lora::train::LayerShape;
 using lora::train::LayerSnapshot;
 using lora::train::Monitor;
 using lora::train::MonitorRecord;
 using lora::train::RankManager;
-using lora::train::RankManagerConfig;
 
 // A fresh, empty folder per test.
 fs::path scratch() {
@@ -124,7 +128,7 @@ TEST(Monitor, ReportsTheArticlesStatisticsOverTheLastSteps) {
   EXPECT_EQ(rep.records, 20u);
   std::vector<double> losses;
   for (int i = 10; i < 30; ++i) losses.push_back(2.0 - 0.01 * i);
-  EXPECT_DOUBLE_EQ(rep.lossMean, lora::train::mean(losses));
+  EXPECT_DOUBLE_EQ(rep.lossMean, lora::linalg::mean(losses));
   EXPECT_NEAR(rep.lossStd, 0.01 * std::sqrt((20.0 * 20.0 - 1) / 12), 1e-12);  // population std
   EXPECT_DOUBLE_EQ(rep.lowestLoss, 2.0 - 0.29);
   EXPECT_DOUBLE_EQ(*rep.bestAccuracy, 0.5 + 0.002 * 29);
@@ -350,7 +354,7 @@ TEST(RankConfig, AMalformedFileIsAnErrorNamingTheField) {
 // ---- recommendInitialRanks ---------------------------------------------------------------------
 
 TEST(RankManager, IdentifiesBertAndLlamaLayerKinds) {
-  using lora::train::identifyLayerKind;
+  using lora::rank::identifyLayerKind;
   EXPECT_EQ(identifyLayerKind("bert.encoder.layer.0.attention.self.query"), LayerKind::Query);
   EXPECT_EQ(identifyLayerKind("bert.encoder.layer.0.attention.self.key"), LayerKind::Key);
   EXPECT_EQ(identifyLayerKind("bert.encoder.layer.0.attention.self.value"), LayerKind::Value);

@@ -183,7 +183,7 @@ namespace {
 // the base weight untouched. Pooled over every module (A·r is standard normal): the pooled std is
 // within 6 standard errors of 1, so 1/r is told apart from e.g. kaiming's 1/sqrt(3·in).
 // init::Gaussian's draws for the same shapes pass the same check.
-TEST(PeftInit, GaussianInitStatisticsMatchPeft) {
+TEST(PeftLayerInit, GaussianInitStatisticsMatchPeft) {
   const fs::path dir = lora::test::fixtureDir() / "gaussian";
   const auto config = lora::AdapterConfig::load(dir);
   const auto init = lora::SafeTensorsReader::open(dir / "init_adapter.safetensors");

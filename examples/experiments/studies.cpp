@@ -7,10 +7,11 @@
 
 #include <fmt/format.h>
 
+#include "lora/analysis/experiment_json.hpp"
 #include "lora/error.hpp"
+#include "lora/io/atomic_file.hpp"
 #include "lora/io/plot.hpp"
 #include "lora/linalg/spectrum.hpp"
-#include "lora/train/atomic_file.hpp"
 
 namespace lora::experiments {
 namespace {

@@ -70,29 +70,7 @@ class Layer {
 
   /// A fresh layer for an out x in base weight, factors drawn by \p initializer.
   Layer(Index outFeatures, Index inFeatures, const LayerOptions& options,
-        Initializer initializer = init::PeftDefault{})
-      : m_out(outFeatures),
-        m_in(inFeatures),
-        m_alpha(options.alpha),
-        m_mode(options.scaling),
-        m_init(std::move(initializer)),
-        m_rng(options.seed) {
-    constexpr const char* where = "Layer::Layer";
-    if (outFeatures < 1 || inFeatures < 1)
-      detail::fail(where, "expected out and in features >= 1, got {}x{}", outFeatures, inFeatures);
-    checkRank(where, options.rank);
-    checkAlpha(where, options.alpha);
-    init::Factors<Scalar> f = m_init.initialize(request(options.rank, options.alpha), m_rng);
-    checkFinite(where, f.A, f.B);
-    if (f.baseUpdate == init::BaseUpdate::SubtractDelta)
-      detail::fail(where,
-                   "expected a base weight for initializer '{}', which subtracts s·B·A from it "
-                   "(build the Layer on its base weight), got none",
-                   m_init.name());
-    m_A = std::move(f.A);
-    m_B = std::move(f.B);
-    zeroGrad();
-  }
+        Initializer initializer = init::PeftDefault{});
 
   /// A fresh layer built on the caller's base weight \p weight (out x in) and optional \p bias,
   /// bound as by bindBase(). The initializer sees W (PiSSA, OLoRA, MiLoRA, ... read it); when its
@@ -104,35 +82,7 @@ class Layer {
   /// lora::Layer<float> layer(W, {.rank = 16, .alpha = 16}, lora::init::Pissa{});
   /// \endcode
   Layer(BaseWeight<Scalar> weight, const LayerOptions& options,
-        Initializer initializer = init::PeftDefault{}, BaseBias<Scalar> bias = {})
-      : m_out(weight.rows()),
-        m_in(weight.cols()),
-        m_alpha(options.alpha),
-        m_mode(options.scaling),
-        m_init(std::move(initializer)),
-        m_rng(options.seed) {
-    constexpr const char* where = "Layer::Layer";
-    if (weight.empty()) detail::fail(where, "expected a base weight view, got an empty one");
-    checkRank(where, options.rank);
-    checkAlpha(where, options.alpha);
-    if (!bias.empty() && bias.size() != m_out)
-      detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
-    init::Request<Scalar> req = request(options.rank, options.alpha);
-    req.weight = weight;
-    init::Factors<Scalar> f = m_init.initialize(req, m_rng);
-    checkFinite(where, f.A, f.B);
-    if (f.baseUpdate == init::BaseUpdate::SubtractDelta && !weight.writable())
-      detail::fail(where,
-                   "expected a writable base weight (initializer '{}' subtracts s·B·A from it), "
-                   "got a read-only view",
-                   m_init.name());
-    init::applyBaseUpdate(weight, f, req.scalingFactor());  // last: nothing above mutates W
-    m_A = std::move(f.A);
-    m_B = std::move(f.B);
-    m_base = weight;
-    m_bias = bias;
-    zeroGrad();
-  }
+        Initializer initializer = init::PeftDefault{}, BaseBias<Scalar> bias = {});
 
   /// A layer from existing factors A (r x in) and B (out x r).
   template <typename DerivedA, typename DerivedB>
@@ -155,25 +105,9 @@ class Layer {
 
   /// Uses the caller's W (out x in) and optional bias (out) in place. The caller keeps them alive
   /// while bound. Rebinding a merged layer is an error (the merge lives in the old W).
-  void bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias = {}) {
-    constexpr const char* where = "Layer::bindBase";
-    if (m_merged)
-      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
-    if (weight.empty()) detail::fail(where, "expected a weight view, got an empty one");
-    if (weight.rows() != m_out || weight.cols() != m_in)
-      detail::fail(where, "expected a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
-                   weight.rows(), weight.cols());
-    if (!bias.empty() && bias.size() != m_out)
-      detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
-    m_base = weight;
-    m_bias = bias;
-  }
+  void bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias = {});
   /// Forgets the base (an error while merged).
-  void unbindBase() {
-    if (m_merged) detail::fail("Layer::unbindBase", "expected an unmerged layer, got a merged one");
-    m_base = BaseWeight<Scalar>();
-    m_bias = BaseBias<Scalar>();
-  }
+  void unbindBase();
   bool hasBase() const noexcept { return !m_base.empty(); }
   const BaseWeight<Scalar>& base() const noexcept { return m_base; }
 
@@ -184,19 +118,10 @@ class Layer {
   template <typename DerivedX, typename DerivedY>
   void forward(const Eigen::MatrixBase<DerivedX>& X,
                const Eigen::MatrixBase<DerivedY>& Yout) const {
-    constexpr const char* where = "Layer::forward";
-    requireBase(where);
-    checkInput(where, X);
-    DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
-    m_base.visit([&](const auto& W) {
-      Y.noalias() = X * W.transpose();
-      if (!m_merged) {
-        const Matrix T = scaledProjection(X);
-        Y.noalias() += T * m_B.transpose();
-        if (isDora()) Y.array().rowwise() *= doraScale(W).transpose().array();
-      }
-    });
-    addBias(Y);
+    if constexpr (compiledInput<DerivedX>() && std::is_same_v<DerivedY, Matrix>)
+      forwardCompiled(X, const_cast<Matrix&>(Yout.derived()));
+    else
+      forwardImpl(X, Yout);
   }
   /// \copydoc forward(const Eigen::MatrixBase<DerivedX>&, const Eigen::MatrixBase<DerivedY>&) const
   template <typename DerivedX>
@@ -209,9 +134,11 @@ class Layer {
   /// The adapter's own contribution s (X A^T) B^T (no base needed; not DoRA-scaled).
   template <typename DerivedX>
   Matrix adapterForward(const Eigen::MatrixBase<DerivedX>& X) const {
-    checkInput("Layer::adapterForward", X);
-    const Matrix T = scaledProjection(X);
-    return T * m_B.transpose();
+    if constexpr (compiledInput<DerivedX>()) {
+      return adapterForwardCompiled(X);
+    } else {
+      return adapterForwardImpl(X);
+    }
   }
 
   /// Gradients of the loss with respect to A and B from the batch X (N x in) and dL/dY (N x out):
@@ -221,8 +148,12 @@ class Layer {
   template <typename DerivedX, typename DerivedG>
   void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
                 GradMode mode = GradMode::Accumulate) {
-    Matrix G;
-    backwardImpl("Layer::backward", X, dY, mode, G);
+    if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>()) {
+      backwardCompiled(X, dY, mode);
+    } else {
+      Matrix G;
+      backwardImpl("Layer::backward", X, dY, mode, G);
+    }
   }
 
   /// As backward(X, dY, mode), and also writes dL/dX = dY W + s (dY B) A (N x in) into \p dX
@@ -230,75 +161,36 @@ class Layer {
   template <typename DerivedX, typename DerivedG, typename DerivedDX>
   void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
                 const Eigen::MatrixBase<DerivedDX>& dXout, GradMode mode = GradMode::Accumulate) {
-    constexpr const char* where = "Layer::backward";
-    requireBase(where);
-    checkBackward(where, X, dY);
-    DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
-    Matrix G;  // dY B, shared by dA and dX
-    backwardImpl(where, X, dY, mode, G);
-    m_base.visit([&](const auto& W) { dX.noalias() = dY * W; });
-    if (!m_merged) {
-      G *= scalingScalar();
-      dX.noalias() += G * m_A;
-    }
+    if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>() &&
+                  std::is_same_v<DerivedDX, Matrix>)
+      backwardInputCompiled(X, dY, const_cast<Matrix&>(dXout.derived()), mode);
+    else
+      backwardInputImpl(X, dY, dXout, mode);
   }
 
   const Matrix& gradA() const noexcept { return m_gradA; }
   const Matrix& gradB() const noexcept { return m_gradB; }
   /// Sets both gradients to zero.
-  void zeroGrad() {
-    m_gradA.setZero(rank(), m_in);
-    m_gradB.setZero(m_out, rank());
-  }
+  void zeroGrad();
 
   // ---- merge --------------------------------------------------------------------------------
 
   /// W += s B A in the bound base weight (DoRA: W = c ⊙ (W + s B A)). Computed as one rank-r
   /// update of W, without an out x in temporary unless the values are so large that overflow
   /// must be checked entry by entry. Merging a merged layer is an error.
-  void merge() {
-    constexpr const char* where = "Layer::merge";
-    if (m_merged) detail::fail(where, "expected an unmerged layer, got one already merged");
-    requireWritableBase(where);
-    m_base.visitMutable([&](auto& W) {
-      Vector c;
-      if (isDora()) c = doraScale(W);
-      const Matrix sB = scalingScalar() * m_B;
-      if (!updateCannotOverflow(W, sB)) {
-        const Matrix delta = sB * m_A;
-        if (!(W + delta).allFinite())
-          detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
-      }
-      W.noalias() += sB * m_A;
-      if (isDora()) W.array().colwise() *= c.array();
-      m_mergeScale = std::move(c);
-    });
-    m_merged = true;
-  }
+  void merge();
 
   /// Undoes merge(): W -= s B A (DoRA: W = W / c - s B A), up to rounding.
-  void unmerge() {
-    constexpr const char* where = "Layer::unmerge";
-    if (!m_merged) detail::fail(where, "expected a merged layer, got one not merged");
-    requireWritableBase(where);
-    m_base.visitMutable([&](auto& W) {
-      if (isDora()) W.array().colwise() /= m_mergeScale.array();
-      W.noalias() -= (scalingScalar() * m_B) * m_A;
-    });
-    m_mergeScale.resize(0);
-    m_merged = false;
-  }
+  void unmerge();
   bool isMerged() const noexcept { return m_merged; }
 
   /// s B A, the only call that forms an out x in matrix.
-  Matrix deltaWeight() const { return (scalingScalar() * m_B) * m_A; }
+  Matrix deltaWeight() const;
 
   // ---- rank -----------------------------------------------------------------------------------
 
   /// Singular values of s B A from the factors (min(r, out, in) of them, decreasing).
-  Vector spectrum() const {
-    return linalg::FactoredSVD<Scalar>(m_B, m_A, scalingScalar(), 0).singularValues();
-  }
+  Vector spectrum() const;
 
   /// Changes the rank to \p newRank.
   /// - Shrink: s·B·A becomes its best rank-k approximation (Eckart–Young), from the factored SVD;
@@ -308,39 +200,7 @@ class Layer {
   ///   its seeded stream), new columns of B are zero.
   /// - Alpha bookkeeping per ResizeOptions::alpha. Gradients are reset to zero (they belong to
   ///   the old coordinates). The report carries the spectrum and the change of basis.
-  ResizeReport<Scalar> resize(Index newRank, const ResizeOptions& options = {}) {
-    constexpr const char* where = "Layer::resize";
-    checkRank(where, newRank);
-    if (m_merged)
-      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
-    const Index r = rank();
-    ResizeReport<Scalar> report = reportFor(newRank, options);
-    if (newRank == r) {
-      report.transformA = Matrix::Identity(r, r);
-      report.transformB = Matrix::Identity(r, r);
-      return report;
-    }
-    Rng rng = m_rng;  // committed only on success
-    Matrix newA(newRank, m_in), newB(m_out, newRank);
-    if (newRank > r) {
-      const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
-      const Scalar carry =
-          keepScaling ? Scalar(1) : static_cast<Scalar>(report.oldScaling / report.newScaling);
-      newA.topRows(r) = m_A;
-      newA.bottomRows(newRank - r) = growRows(newRank, newRank - r, report.newAlpha, rng);
-      newB.leftCols(r) = keepScaling ? m_B : Matrix(carry * m_B);
-      newB.rightCols(newRank - r).setZero();
-      report.transformA = Matrix::Identity(newRank, r);
-      report.transformB = carry * Matrix::Identity(r, newRank);
-    } else {
-      const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
-      std::vector<Index> top(static_cast<std::size_t>(std::min(newRank, svd.size())));
-      std::iota(top.begin(), top.end(), Index{0});
-      keepTriplets(report, svd, top, rng, options.split, newA, newB);
-    }
-    commit(where, report, rng, newA, newB);
-    return report;
-  }
+  ResizeReport<Scalar> resize(Index newRank, const ResizeOptions& options = {});
 
   /// Keeps the singular triplets of s·B·A with the given indices (into the decreasing spectrum,
   /// 0-based, distinct, in any order) and drops the others: the new rank is keep.size() and
@@ -348,29 +208,7 @@ class Layer {
   /// which keeps the most *important* triplets rather than the largest. Options, alpha
   /// bookkeeping, report and change of basis as for resize().
   ResizeReport<Scalar> keepDirections(const std::vector<Index>& keep,
-                                      const ResizeOptions& options = {}) {
-    constexpr const char* where = "Layer::keepDirections";
-    if (m_merged)
-      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
-    if (keep.empty()) detail::fail(where, "expected at least one direction to keep, got none");
-    const Index available = std::min({rank(), m_out, m_in});  // singular values of s·B·A
-    std::vector<bool> seen(static_cast<std::size_t>(available), false);
-    for (Index i : keep) {
-      if (i < 0 || i >= available)
-        detail::fail(where, "expected indices in [0, {}), got {}", available, i);
-      if (seen[static_cast<std::size_t>(i)])
-        detail::fail(where, "expected distinct indices, got {} twice", i);
-      seen[static_cast<std::size_t>(i)] = true;
-    }
-    const Index newRank = static_cast<Index>(keep.size());
-    ResizeReport<Scalar> report = reportFor(newRank, options);
-    const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
-    Rng rng = m_rng;
-    Matrix newA(newRank, m_in), newB(m_out, newRank);
-    keepTriplets(report, svd, keep, rng, options.split, newA, newB);
-    commit(where, report, rng, newA, newB);
-    return report;
-  }
+                                      const ResizeOptions& options = {});
 
   // ---- parameters ---------------------------------------------------------------------------
 
@@ -423,16 +261,8 @@ class Layer {
   }
 
   /// Sets alpha (positive, finite); the scaling follows.
-  void setAlpha(double alpha) {
-    if (m_merged) detail::fail("Layer::setAlpha", "expected an unmerged layer, got a merged one");
-    checkAlpha("Layer::setAlpha", alpha);
-    m_alpha = alpha;
-  }
-  void setScalingMode(ScalingMode mode) {
-    if (m_merged)
-      detail::fail("Layer::setScalingMode", "expected an unmerged layer, got a merged one");
-    m_mode = mode;
-  }
+  void setAlpha(double alpha);
+  void setScalingMode(ScalingMode mode);
 
   // ---- DoRA -----------------------------------------------------------------------------------
 
@@ -451,27 +281,71 @@ class Layer {
     m_magnitude.swap(v);
   }
   /// Turns DoRA on with PEFT's initial magnitude m = ||W + s B A||_row (needs a bound base).
-  void initDoraMagnitude() {
-    constexpr const char* where = "Layer::initDoraMagnitude";
-    if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
-    requireBase(where);
-    m_magnitude = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
-  }
-  void disableDora() {
-    if (m_merged)
-      detail::fail("Layer::disableDora", "expected an unmerged layer, got a merged one");
-    m_magnitude.resize(0);
-  }
+  void initDoraMagnitude();
+  void disableDora();
 
  private:
   Layer(Index out, Index in, Index rank, double alpha, ScalingMode mode, Initializer init,
-        std::uint64_t seed)
-      : m_out(out), m_in(in), m_alpha(alpha), m_mode(mode), m_init(std::move(init)), m_rng(seed) {
-    m_A.resize(rank, in);
-    m_B.resize(out, rank);
-  }
+        std::uint64_t seed);
 
   Scalar scalingScalar() const noexcept { return static_cast<Scalar>(scaling()); }
+
+  // Batches in column-major storage of this Scalar (Matrix, Map, Block, Ref; other column-major
+  // expressions are evaluated once into the Ref) and plain Matrix outputs take the compiled
+  // entry points below, instantiated once in liblorapp (src/layer.cpp); other layouts
+  // instantiate the *Impl templates in the caller's translation unit. Same arithmetic either way.
+  using ConstRef = Eigen::Ref<const Matrix>;
+  template <typename Derived>
+  static constexpr bool compiledInput() {
+    return std::is_same_v<typename Derived::Scalar, Scalar> &&
+           (Derived::Flags & Eigen::RowMajorBit) == 0;
+  }
+  void forwardCompiled(const ConstRef& X, Matrix& Y) const;
+  Matrix adapterForwardCompiled(const ConstRef& X) const;
+  void backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode);
+  void backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX, GradMode mode);
+
+  template <typename DerivedX, typename DerivedY>
+  void forwardImpl(const Eigen::MatrixBase<DerivedX>& X,
+                   const Eigen::MatrixBase<DerivedY>& Yout) const {
+    constexpr const char* where = "Layer::forward";
+    requireBase(where);
+    checkInput(where, X);
+    DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
+    m_base.visit([&](const auto& W) {
+      Y.noalias() = X * W.transpose();
+      if (!m_merged) {
+        const Matrix T = scaledProjection(X);
+        Y.noalias() += T * m_B.transpose();
+        if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
+      }
+    });
+    addBias(Y);
+  }
+
+  template <typename DerivedX>
+  Matrix adapterForwardImpl(const Eigen::MatrixBase<DerivedX>& X) const {
+    checkInput("Layer::adapterForward", X);
+    const Matrix T = scaledProjection(X);
+    return T * m_B.transpose();
+  }
+
+  template <typename DerivedX, typename DerivedG, typename DerivedDX>
+  void backwardInputImpl(const Eigen::MatrixBase<DerivedX>& X,
+                         const Eigen::MatrixBase<DerivedG>& dY,
+                         const Eigen::MatrixBase<DerivedDX>& dXout, GradMode mode) {
+    constexpr const char* where = "Layer::backward";
+    requireBase(where);
+    checkBackward(where, X, dY);
+    DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
+    Matrix G;  // dY B, shared by dA and dX
+    backwardImpl(where, X, dY, mode, G);
+    m_base.visit([&](const auto& W) { dX.noalias() = dY * W; });
+    if (!m_merged) {
+      G *= scalingScalar();
+      dX.noalias() += G * m_A;
+    }
+  }
 
   /// s (X A^T), N x r. The product is evaluated first and scaled in place (see backwardImpl).
   template <typename DerivedX>
@@ -482,15 +356,7 @@ class Layer {
     return T;
   }
 
-  init::Request<Scalar> request(Index rank, double alpha) const {
-    init::Request<Scalar> req;
-    req.outFeatures = m_out;
-    req.inFeatures = m_in;
-    req.rank = rank;
-    req.alpha = alpha;
-    req.scaling = m_mode;
-    return req;
-  }
+  init::Request<Scalar> request(Index rank, double alpha) const;
 
   static void checkRank(const char* where, Index rank) {
     if (rank < 1) detail::fail(where, "expected a rank >= 1, got {}", rank);
@@ -508,19 +374,9 @@ class Layer {
           "expected A (r x in) and B (out x r) with the same r >= 1, got A {}x{} and B {}x{}",
           A.rows(), A.cols(), B.rows(), B.cols());
   }
-  static void checkFinite(const char* where, const Matrix& A, const Matrix& B) {
-    if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
-    if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
-  }
-  void requireBase(const char* where) const {
-    if (m_base.empty())
-      detail::fail(where, "expected a bound base weight (call bindBase first), got none");
-  }
-  void requireWritableBase(const char* where) const {
-    requireBase(where);
-    if (!m_base.writable())
-      detail::fail(where, "expected a writable base weight, got a read-only view");
-  }
+  static void checkFinite(const char* where, const Matrix& A, const Matrix& B);
+  void requireBase(const char* where) const;
+  void requireWritableBase(const char* where) const;
   template <typename DerivedX>
   void checkInput(const char* where, const Eigen::MatrixBase<DerivedX>& X) const {
     if (X.cols() != m_in)
@@ -613,39 +469,14 @@ class Layer {
   }
 
   /// DoRA's c = m / ||W + s B A||_row.
-  template <typename DerivedW>
-  Vector doraScale(const DerivedW& W) const {
-    const Vector norms = rowNormsOfSum(W);
-    Vector c = m_magnitude.cwiseQuotient(norms);
-    if (!c.allFinite())
-      detail::fail("Layer::doraScale",
-                   "expected rows of W + sBA with non-zero norm, got a zero row");
-    return c;
-  }
+  Vector doraScale() const;
 
   /// The report's rank and alpha bookkeeping for a change to \p newRank.
-  ResizeReport<Scalar> reportFor(Index newRank, const ResizeOptions& options) const {
-    ResizeReport<Scalar> report;
-    report.oldRank = rank();
-    report.newRank = newRank;
-    report.oldAlpha = m_alpha;
-    report.oldScaling = scaling();
-    const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
-    report.newAlpha = keepScaling ? alphaFor(report.oldScaling, newRank, m_mode) : m_alpha;
-    report.newScaling = keepScaling ? report.oldScaling : scalingFor(m_alpha, newRank, m_mode);
-    return report;
-  }
+  ResizeReport<Scalar> reportFor(Index newRank, const ResizeOptions& options) const;
 
   /// Checks the new factors and takes them (nothing below the check throws).
   void commit(const char* where, const ResizeReport<Scalar>& report, const Rng& rng, Matrix& newA,
-              Matrix& newB) {
-    checkFinite(where, newA, newB);
-    m_A.swap(newA);
-    m_B.swap(newB);
-    m_alpha = report.newAlpha;
-    m_rng = rng;
-    zeroGrad();
-  }
+              Matrix& newB);
 
   /// New factors from the chosen singular triplets of s·B·A: row j of A is dA_j v_{keep[j]}^T,
   /// column j of B is dB_j u_{keep[j]}, with dA_j dB_j = σ_{keep[j]} / s_new split per \p split.
@@ -653,77 +484,12 @@ class Layer {
   /// initializer with zero columns in B.
   void keepTriplets(ResizeReport<Scalar>& report, const linalg::FactoredSVD<Scalar>& svd,
                     const std::vector<Index>& keep, Rng& rng, SigmaSplit split, Matrix& newA,
-                    Matrix& newB) const {
-    const Index r = rank();
-    const Index k = report.newRank;
-    const Index kept = static_cast<Index>(keep.size());
-    const Vector& sigma = svd.singularValues();
-    report.singularValues = sigma;
-    std::vector<bool> chosen(static_cast<std::size_t>(sigma.size()), false);
-    for (Index i : keep) chosen[static_cast<std::size_t>(i)] = true;
-    report.discarded.resize(sigma.size() - kept);
-    double keptEnergy = 0.0;
-    for (Index i = 0, d = 0; i < sigma.size(); ++i) {
-      if (chosen[static_cast<std::size_t>(i)]) {
-        keptEnergy += static_cast<double>(sigma(i)) * static_cast<double>(sigma(i));
-      } else {
-        report.discarded(d++) = sigma(i);
-      }
-    }
-    const double total = sigma.template cast<double>().squaredNorm();
-    report.retainedEnergy = total > 0.0 ? keptEnergy / total : 1.0;
-
-    Vector dA(kept), dB(kept);
-    const double sNew = report.newScaling;
-    const double tiny = static_cast<double>(std::numeric_limits<Scalar>::epsilon()) *
-                        static_cast<double>(sigma.size() > 0 ? sigma(0) : Scalar(0));
-    for (Index j = 0; j < kept; ++j) {
-      const double value = static_cast<double>(sigma(keep[static_cast<std::size_t>(j)]));
-      if (value <= tiny) {  // a null direction: unit row in A, zero column in B
-        dA(j) = Scalar(1);
-        dB(j) = Scalar(0);
-        continue;
-      }
-      const double c = value / sNew;
-      switch (split) {
-        case SigmaSplit::Balanced:
-          dA(j) = dB(j) = static_cast<Scalar>(std::sqrt(c));
-          break;
-        case SigmaSplit::IntoA:
-          dA(j) = static_cast<Scalar>(c);
-          dB(j) = Scalar(1);
-          break;
-        case SigmaSplit::IntoB:
-          dA(j) = Scalar(1);
-          dB(j) = static_cast<Scalar>(c);
-          break;
-      }
-    }
-    const Matrix coordsU = svd.coordinatesU(), coordsV = svd.coordinatesV();
-    report.transformA = Matrix::Zero(k, r);
-    report.transformB = Matrix::Zero(r, k);
-    for (Index j = 0; j < kept; ++j) {
-      const Index i = keep[static_cast<std::size_t>(j)];
-      newA.row(j) = dA(j) * svd.matrixV().col(i).transpose();
-      newB.col(j) = dB(j) * svd.matrixU().col(i);
-      report.transformA.row(j) = dA(j) * coordsV.col(i).transpose();
-      report.transformB.col(j) = dB(j) * coordsU.col(i);
-    }
-    if (kept < k) {  // r > min(out, in) and k above the number of singular values
-      newA.bottomRows(k - kept) = growRows(k, k - kept, report.newAlpha, rng);
-      newB.rightCols(k - kept).setZero();
-    }
-  }
+                    Matrix& newB) const;
 
   /// The last \p count rows of a fresh rank-\p rank A for a grow, drawn from the layer's stream.
   /// A data-dependent initializer (PiSSA, LoRA-GA, EVA, ...) is not re-run: its data belongs to
   /// the moment of construction. New rows then follow PeftDefault's distribution.
-  Matrix growRows(Index rank, Index count, double alpha, Rng& rng) const {
-    const init::Request<Scalar> req = request(rank, alpha);
-    init::Factors<Scalar> fresh = m_init.dataDependent() ? init::PeftDefault{}.initialize(req, rng)
-                                                         : m_init.initialize(req, rng);
-    return fresh.A.bottomRows(count);
-  }
+  Matrix growRows(Index rank, Index count, double alpha, Rng& rng) const;
 
   Index m_out = 0, m_in = 0;
   Matrix m_A, m_B, m_gradA, m_gradB;
@@ -737,5 +503,398 @@ class Layer {
   Vector m_mergeScale;  // DoRA c at merge time, to unmerge
   bool m_merged = false;
 };
+
+template <typename Scalar_>
+Layer<Scalar_>::Layer(Index outFeatures, Index inFeatures, const LayerOptions& options,
+                      Initializer initializer)
+    : m_out(outFeatures),
+      m_in(inFeatures),
+      m_alpha(options.alpha),
+      m_mode(options.scaling),
+      m_init(std::move(initializer)),
+      m_rng(options.seed) {
+  constexpr const char* where = "Layer::Layer";
+  if (outFeatures < 1 || inFeatures < 1)
+    detail::fail(where, "expected out and in features >= 1, got {}x{}", outFeatures, inFeatures);
+  checkRank(where, options.rank);
+  checkAlpha(where, options.alpha);
+  init::Factors<Scalar> f = m_init.initialize(request(options.rank, options.alpha), m_rng);
+  checkFinite(where, f.A, f.B);
+  if (f.baseUpdate == init::BaseUpdate::SubtractDelta)
+    detail::fail(where,
+                 "expected a base weight for initializer '{}', which subtracts s·B·A from it "
+                 "(build the Layer on its base weight), got none",
+                 m_init.name());
+  m_A = std::move(f.A);
+  m_B = std::move(f.B);
+  zeroGrad();
+}
+
+template <typename Scalar_>
+Layer<Scalar_>::Layer(BaseWeight<Scalar> weight, const LayerOptions& options,
+                      Initializer initializer, BaseBias<Scalar> bias)
+    : m_out(weight.rows()),
+      m_in(weight.cols()),
+      m_alpha(options.alpha),
+      m_mode(options.scaling),
+      m_init(std::move(initializer)),
+      m_rng(options.seed) {
+  constexpr const char* where = "Layer::Layer";
+  if (weight.empty()) detail::fail(where, "expected a base weight view, got an empty one");
+  checkRank(where, options.rank);
+  checkAlpha(where, options.alpha);
+  if (!bias.empty() && bias.size() != m_out)
+    detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
+  init::Request<Scalar> req = request(options.rank, options.alpha);
+  req.weight = weight;
+  init::Factors<Scalar> f = m_init.initialize(req, m_rng);
+  checkFinite(where, f.A, f.B);
+  if (f.baseUpdate == init::BaseUpdate::SubtractDelta && !weight.writable())
+    detail::fail(where,
+                 "expected a writable base weight (initializer '{}' subtracts s·B·A from it), "
+                 "got a read-only view",
+                 m_init.name());
+  init::applyBaseUpdate(weight, f, req.scalingFactor());  // last: nothing above mutates W
+  m_A = std::move(f.A);
+  m_B = std::move(f.B);
+  m_base = weight;
+  m_bias = bias;
+  zeroGrad();
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias) {
+  constexpr const char* where = "Layer::bindBase";
+  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  if (weight.empty()) detail::fail(where, "expected a weight view, got an empty one");
+  if (weight.rows() != m_out || weight.cols() != m_in)
+    detail::fail(where, "expected a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
+                 weight.rows(), weight.cols());
+  if (!bias.empty() && bias.size() != m_out)
+    detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
+  m_base = weight;
+  m_bias = bias;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::unbindBase() {
+  if (m_merged) detail::fail("Layer::unbindBase", "expected an unmerged layer, got a merged one");
+  m_base = BaseWeight<Scalar>();
+  m_bias = BaseBias<Scalar>();
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::zeroGrad() {
+  m_gradA.setZero(rank(), m_in);
+  m_gradB.setZero(m_out, rank());
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::merge() {
+  constexpr const char* where = "Layer::merge";
+  if (m_merged) detail::fail(where, "expected an unmerged layer, got one already merged");
+  requireWritableBase(where);
+  m_base.visitMutable([&](auto& W) {
+    Vector c;
+    if (isDora()) c = doraScale();
+    const Matrix sB = scalingScalar() * m_B;
+    if (!updateCannotOverflow(W, sB)) {
+      const Matrix delta = sB * m_A;
+      if (!(W + delta).allFinite())
+        detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
+    }
+    W.noalias() += sB * m_A;
+    if (isDora()) W.array().colwise() *= c.array();
+    m_mergeScale = std::move(c);
+  });
+  m_merged = true;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::unmerge() {
+  constexpr const char* where = "Layer::unmerge";
+  if (!m_merged) detail::fail(where, "expected a merged layer, got one not merged");
+  requireWritableBase(where);
+  m_base.visitMutable([&](auto& W) {
+    if (isDora()) W.array().colwise() /= m_mergeScale.array();
+    W.noalias() -= (scalingScalar() * m_B) * m_A;
+  });
+  m_mergeScale.resize(0);
+  m_merged = false;
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Matrix Layer<Scalar_>::deltaWeight() const {
+  return (scalingScalar() * m_B) * m_A;
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Vector Layer<Scalar_>::spectrum() const {
+  return linalg::FactoredSVD<Scalar>(m_B, m_A, scalingScalar(), 0).singularValues();
+}
+
+template <typename Scalar_>
+ResizeReport<Scalar_> Layer<Scalar_>::resize(Index newRank, const ResizeOptions& options) {
+  constexpr const char* where = "Layer::resize";
+  checkRank(where, newRank);
+  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  const Index r = rank();
+  ResizeReport<Scalar> report = reportFor(newRank, options);
+  if (newRank == r) {
+    report.transformA = Matrix::Identity(r, r);
+    report.transformB = Matrix::Identity(r, r);
+    return report;
+  }
+  Rng rng = m_rng;  // committed only on success
+  Matrix newA(newRank, m_in), newB(m_out, newRank);
+  if (newRank > r) {
+    const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
+    const Scalar carry =
+        keepScaling ? Scalar(1) : static_cast<Scalar>(report.oldScaling / report.newScaling);
+    newA.topRows(r) = m_A;
+    newA.bottomRows(newRank - r) = growRows(newRank, newRank - r, report.newAlpha, rng);
+    newB.leftCols(r) = keepScaling ? m_B : Matrix(carry * m_B);
+    newB.rightCols(newRank - r).setZero();
+    report.transformA = Matrix::Identity(newRank, r);
+    report.transformB = carry * Matrix::Identity(r, newRank);
+  } else {
+    const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+    std::vector<Index> top(static_cast<std::size_t>(std::min(newRank, svd.size())));
+    std::iota(top.begin(), top.end(), Index{0});
+    keepTriplets(report, svd, top, rng, options.split, newA, newB);
+  }
+  commit(where, report, rng, newA, newB);
+  return report;
+}
+
+template <typename Scalar_>
+ResizeReport<Scalar_> Layer<Scalar_>::keepDirections(const std::vector<Index>& keep,
+                                                     const ResizeOptions& options) {
+  constexpr const char* where = "Layer::keepDirections";
+  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  if (keep.empty()) detail::fail(where, "expected at least one direction to keep, got none");
+  const Index available = std::min({rank(), m_out, m_in});  // singular values of s·B·A
+  std::vector<bool> seen(static_cast<std::size_t>(available), false);
+  for (Index i : keep) {
+    if (i < 0 || i >= available)
+      detail::fail(where, "expected indices in [0, {}), got {}", available, i);
+    if (seen[static_cast<std::size_t>(i)])
+      detail::fail(where, "expected distinct indices, got {} twice", i);
+    seen[static_cast<std::size_t>(i)] = true;
+  }
+  const Index newRank = static_cast<Index>(keep.size());
+  ResizeReport<Scalar> report = reportFor(newRank, options);
+  const linalg::FactoredSVD<Scalar> svd(m_B, m_A, scalingScalar());
+  Rng rng = m_rng;
+  Matrix newA(newRank, m_in), newB(m_out, newRank);
+  keepTriplets(report, svd, keep, rng, options.split, newA, newB);
+  commit(where, report, rng, newA, newB);
+  return report;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::setAlpha(double alpha) {
+  if (m_merged) detail::fail("Layer::setAlpha", "expected an unmerged layer, got a merged one");
+  checkAlpha("Layer::setAlpha", alpha);
+  m_alpha = alpha;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::setScalingMode(ScalingMode mode) {
+  if (m_merged)
+    detail::fail("Layer::setScalingMode", "expected an unmerged layer, got a merged one");
+  m_mode = mode;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::initDoraMagnitude() {
+  constexpr const char* where = "Layer::initDoraMagnitude";
+  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
+  requireBase(where);
+  m_magnitude = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::disableDora() {
+  if (m_merged) detail::fail("Layer::disableDora", "expected an unmerged layer, got a merged one");
+  m_magnitude.resize(0);
+}
+
+template <typename Scalar_>
+Layer<Scalar_>::Layer(Index out, Index in, Index rank, double alpha, ScalingMode mode,
+                      Initializer init, std::uint64_t seed)
+    : m_out(out), m_in(in), m_alpha(alpha), m_mode(mode), m_init(std::move(init)), m_rng(seed) {
+  m_A.resize(rank, in);
+  m_B.resize(out, rank);
+}
+
+template <typename Scalar_>
+init::Request<Scalar_> Layer<Scalar_>::request(Index rank, double alpha) const {
+  init::Request<Scalar> req;
+  req.outFeatures = m_out;
+  req.inFeatures = m_in;
+  req.rank = rank;
+  req.alpha = alpha;
+  req.scaling = m_mode;
+  return req;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::checkFinite(const char* where, const Matrix& A, const Matrix& B) {
+  if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
+  if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::requireBase(const char* where) const {
+  if (m_base.empty())
+    detail::fail(where, "expected a bound base weight (call bindBase first), got none");
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::requireWritableBase(const char* where) const {
+  requireBase(where);
+  if (!m_base.writable())
+    detail::fail(where, "expected a writable base weight, got a read-only view");
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Vector Layer<Scalar_>::doraScale() const {
+  const Vector norms = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  Vector c = m_magnitude.cwiseQuotient(norms);
+  if (!c.allFinite())
+    detail::fail("Layer::doraScale", "expected rows of W + sBA with non-zero norm, got a zero row");
+  return c;
+}
+
+template <typename Scalar_>
+ResizeReport<Scalar_> Layer<Scalar_>::reportFor(Index newRank, const ResizeOptions& options) const {
+  ResizeReport<Scalar> report;
+  report.oldRank = rank();
+  report.newRank = newRank;
+  report.oldAlpha = m_alpha;
+  report.oldScaling = scaling();
+  const bool keepScaling = options.alpha == AlphaPolicy::KeepScaling;
+  report.newAlpha = keepScaling ? alphaFor(report.oldScaling, newRank, m_mode) : m_alpha;
+  report.newScaling = keepScaling ? report.oldScaling : scalingFor(m_alpha, newRank, m_mode);
+  return report;
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::commit(const char* where, const ResizeReport<Scalar>& report, const Rng& rng,
+                            Matrix& newA, Matrix& newB) {
+  checkFinite(where, newA, newB);
+  m_A.swap(newA);
+  m_B.swap(newB);
+  m_alpha = report.newAlpha;
+  m_rng = rng;
+  zeroGrad();
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::keepTriplets(ResizeReport<Scalar>& report,
+                                  const linalg::FactoredSVD<Scalar>& svd,
+                                  const std::vector<Index>& keep, Rng& rng, SigmaSplit split,
+                                  Matrix& newA, Matrix& newB) const {
+  const Index r = rank();
+  const Index k = report.newRank;
+  const Index kept = static_cast<Index>(keep.size());
+  const Vector& sigma = svd.singularValues();
+  report.singularValues = sigma;
+  std::vector<bool> chosen(static_cast<std::size_t>(sigma.size()), false);
+  for (Index i : keep) chosen[static_cast<std::size_t>(i)] = true;
+  report.discarded.resize(sigma.size() - kept);
+  double keptEnergy = 0.0;
+  for (Index i = 0, d = 0; i < sigma.size(); ++i) {
+    if (chosen[static_cast<std::size_t>(i)]) {
+      keptEnergy += static_cast<double>(sigma(i)) * static_cast<double>(sigma(i));
+    } else {
+      report.discarded(d++) = sigma(i);
+    }
+  }
+  const double total = sigma.template cast<double>().squaredNorm();
+  report.retainedEnergy = total > 0.0 ? keptEnergy / total : 1.0;
+
+  Vector dA(kept), dB(kept);
+  const double sNew = report.newScaling;
+  const double tiny = static_cast<double>(std::numeric_limits<Scalar>::epsilon()) *
+                      static_cast<double>(sigma.size() > 0 ? sigma(0) : Scalar(0));
+  for (Index j = 0; j < kept; ++j) {
+    const double value = static_cast<double>(sigma(keep[static_cast<std::size_t>(j)]));
+    if (value <= tiny) {  // a null direction: unit row in A, zero column in B
+      dA(j) = Scalar(1);
+      dB(j) = Scalar(0);
+      continue;
+    }
+    const double c = value / sNew;
+    switch (split) {
+      case SigmaSplit::Balanced:
+        dA(j) = dB(j) = static_cast<Scalar>(std::sqrt(c));
+        break;
+      case SigmaSplit::IntoA:
+        dA(j) = static_cast<Scalar>(c);
+        dB(j) = Scalar(1);
+        break;
+      case SigmaSplit::IntoB:
+        dA(j) = Scalar(1);
+        dB(j) = static_cast<Scalar>(c);
+        break;
+    }
+  }
+  const Matrix coordsU = svd.coordinatesU(), coordsV = svd.coordinatesV();
+  report.transformA = Matrix::Zero(k, r);
+  report.transformB = Matrix::Zero(r, k);
+  for (Index j = 0; j < kept; ++j) {
+    const Index i = keep[static_cast<std::size_t>(j)];
+    newA.row(j) = dA(j) * svd.matrixV().col(i).transpose();
+    newB.col(j) = dB(j) * svd.matrixU().col(i);
+    report.transformA.row(j) = dA(j) * coordsV.col(i).transpose();
+    report.transformB.col(j) = dB(j) * coordsU.col(i);
+  }
+  if (kept < k) {  // r > min(out, in) and k above the number of singular values
+    newA.bottomRows(k - kept) = growRows(k, k - kept, report.newAlpha, rng);
+    newB.rightCols(k - kept).setZero();
+  }
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Matrix Layer<Scalar_>::growRows(Index rank, Index count, double alpha,
+                                                         Rng& rng) const {
+  const init::Request<Scalar> req = request(rank, alpha);
+  init::Factors<Scalar> fresh = m_init.dataDependent() ? init::PeftDefault{}.initialize(req, rng)
+                                                       : m_init.initialize(req, rng);
+  return fresh.A.bottomRows(count);
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::forwardCompiled(const ConstRef& X, Matrix& Y) const {
+  forwardImpl(X, Y);
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardCompiled(const ConstRef& X) const {
+  return adapterForwardImpl(X);
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode) {
+  Matrix G;
+  backwardImpl("Layer::backward", X, dY, mode, G);
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX,
+                                           GradMode mode) {
+  backwardInputImpl(X, dY, dX, mode);
+}
+
+// Compiled once in liblorapp (src/layer.cpp): a translation unit that uses Layer<float> or
+// Layer<double> instantiates only the member templates it calls, and forward/backward on
+// column-major batches not even those (see compiledInput). Define
+// LORA_NO_EXTERN_TEMPLATES to compile everything in the translation unit instead.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class Layer<float>;
+extern template class Layer<double>;
+#endif
 
 }  // namespace lora

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <memory>
+#include <regex>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -214,19 +216,26 @@ AdapterConfig parseImpl(std::string_view text, std::string_view source, std::str
 
 }  // namespace
 
+struct AdapterConfig::CompiledPattern {
+  std::string key;
+  std::regex regex;
+};
+
 AdapterConfig AdapterConfig::parse(std::string_view json, std::string_view sourceName) {
   constexpr std::string_view kWhere = "AdapterConfig::parse";
   AdapterConfig c = parseImpl(json, sourceName, kWhere);
   for (const auto& [key, value] : c.rankPattern) {
-    c.m_rankRegex.push_back({key, compilePatternKey(key, "a rank_pattern", sourceName, kWhere)});
+    c.m_rankRegex.push_back(std::make_shared<const CompiledPattern>(
+        CompiledPattern{key, compilePatternKey(key, "a rank_pattern", sourceName, kWhere)}));
   }
   for (const auto& [key, value] : c.alphaPattern) {
-    c.m_alphaRegex.push_back({key, compilePatternKey(key, "an alpha_pattern", sourceName, kWhere)});
+    c.m_alphaRegex.push_back(std::make_shared<const CompiledPattern>(
+        CompiledPattern{key, compilePatternKey(key, "an alpha_pattern", sourceName, kWhere)}));
   }
   if (c.targetModulesRegex) {
-    c.m_targetRegex =
+    c.m_targetRegex = std::make_shared<const CompiledPattern>(
         CompiledPattern{*c.targetModulesRegex, compile(*c.targetModulesRegex, "the target_modules",
-                                                       *c.targetModulesRegex, sourceName, kWhere)};
+                                                       *c.targetModulesRegex, sourceName, kWhere)});
   }
   return c;
 }
@@ -252,10 +261,10 @@ std::string_view AdapterConfig::moduleName(std::string_view key) {
   return key;
 }
 
-bool AdapterConfig::patternMatches(const std::vector<CompiledPattern>& cache, std::size_t i,
+bool AdapterConfig::patternMatches(const std::vector<CompiledPatternPtr>& cache, std::size_t i,
                                    const std::string& key, std::string_view module,
                                    std::string_view where) const {
-  if (i < cache.size() && cache[i].key == key) return pythonMatch(cache[i].regex, module);
+  if (i < cache.size() && cache[i]->key == key) return pythonMatch(cache[i]->regex, module);
   return pythonMatch(compilePatternKey(key, "a pattern", sourceName, where), module);
 }
 

@@ -1,10 +1,13 @@
-// The explicit instantiations that the headers declare `extern template`: the partial and the
-// randomized SVD for float and double, compiled once here instead of in every user's translation
+// The explicit instantiations that the headers declare `extern template`: the factored, partial and
+// randomized SVDs for float and double, compiled once here instead of in every user's translation
 // unit (they are the heaviest templates of the library to compile).
+#include "lora/linalg/factored_svd.hpp"
 #include "lora/linalg/partial_svd.hpp"
 #include "lora/linalg/randomized_svd.hpp"
 
 namespace lora::linalg {
+template class FactoredSVD<float>;
+template class FactoredSVD<double>;
 template class PartialSVD<float>;
 template class PartialSVD<double>;
 }  // namespace lora::linalg

@@ -27,8 +27,9 @@
 /// report.print();                             // markdown tables; report.toCsv(), report.toJson()
 /// \endcode
 ///
-/// toJson() returns an nlohmann::json: a target that includes this header links
-/// nlohmann_json::nlohmann_json (lora::lora links it privately).
+/// InitializationReport::toJson() returns an nlohmann::json, declared here through
+/// <nlohmann/json_fwd.hpp>: include <nlohmann/json.hpp> to use it. It is compiled in liblorapp
+/// (src/analysis/initialization_report.cpp).
 
 #include <algorithm>
 #include <array>
@@ -43,9 +44,8 @@
 #include <utility>
 #include <vector>
 
-#include <fmt/format.h>
 #include <Eigen/Core>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "lora/analysis/markdown_table.hpp"
 #include "lora/base_weight.hpp"
@@ -74,25 +74,7 @@ struct Statistic {
   bool defined() const noexcept { return count > 0; }
 
   /// The statistic of the non-NaN entries of \p values.
-  static Statistic of(const std::vector<double>& values) {
-    Statistic st;
-    double sum = 0.0;
-    for (const double v : values) {
-      if (std::isnan(v)) continue;
-      if (st.count == 0) st.min = st.max = v;
-      st.min = std::min(st.min, v);
-      st.max = std::max(st.max, v);
-      sum += v;
-      ++st.count;
-    }
-    if (st.count == 0) return st;
-    st.mean = sum / static_cast<double>(st.count);
-    double squares = 0.0;
-    for (const double v : values)
-      if (!std::isnan(v)) squares += (v - st.mean) * (v - st.mean);
-    st.stddev = std::sqrt(squares / static_cast<double>(st.count));
-    return st;
-  }
+  static Statistic of(const std::vector<double>& values);
 };
 
 /// \brief One trial of one initializer: every quantity the analyzer measures, in double.
@@ -152,36 +134,7 @@ struct MetricInfo {
 };
 
 /// Every quantity the analyzer reports, in table order; CSV and JSON columns follow it.
-inline const std::array<MetricInfo, 14>& initializationMetrics() {
-  using M = InitMeasurement;
-  using R = InitializationResult;
-  static const std::array<MetricInfo, 14> metrics{{
-      {"delta_norm", "‖ΔW‖_F", "Frobenius norm of s·B·A", &M::deltaNorm, &R::deltaNorm},
-      {"delta_std", "std(ΔW)", "std of the entries of s·B·A (ddof 1)", &M::deltaStd, &R::deltaStd},
-      {"norm_a", "‖A‖_F", "Frobenius norm of A", &M::normA, &R::normA},
-      {"norm_b", "‖B‖_F", "Frobenius norm of B", &M::normB, &R::normB},
-      {"spectral_norm", "σ_1(ΔW)", "largest singular value of s·B·A", &M::spectralNorm,
-       &R::spectralNorm},
-      {"condition_number", "σ_1/σ_k(ΔW)",
-       "sigma_1/sigma_k over k = min(r, out, in); undefined when rank-deficient",
-       &M::conditionNumber, &R::conditionNumber},
-      {"fake_grad_a", "fake ‖∂A‖", "‖dL/dA‖_F for L = ‖s·B·A‖_F²", &M::fakeGradA, &R::fakeGradA},
-      {"fake_grad_b", "fake ‖∂B‖", "‖dL/dB‖_F for L = ‖s·B·A‖_F²", &M::fakeGradB, &R::fakeGradB},
-      {"regression_loss", "MSE₀", "mean((f(X) - Y)^2) at step 0", &M::regressionLoss,
-       &R::regressionLoss},
-      {"regression_grad_a", "MSE ‖∂A‖", "‖dMSE/dA‖_F at step 0 (Layer::backward)",
-       &M::regressionGradA, &R::regressionGradA},
-      {"regression_grad_b", "MSE ‖∂B‖", "‖dMSE/dB‖_F at step 0 (Layer::backward)",
-       &M::regressionGradB, &R::regressionGradB},
-      {"base_change", "‖W'−W‖_F", "Frobenius norm of the change the init made to the base weight",
-       &M::baseChange, &R::baseChange},
-      {"output_change_max", "max Δy", "max |f(X) - X W^T| at step 0", &M::outputChangeMax,
-       &R::outputChangeMax},
-      {"output_change_rel", "Δy rel", "max |f(X) - X W^T| / max |X W^T| at step 0",
-       &M::outputChangeRel, &R::outputChangeRel},
-  }};
-  return metrics;
-}
+const std::array<MetricInfo, 14>& initializationMetrics();
 
 /// \brief How InitializationAnalyzer runs.
 ///
@@ -217,176 +170,31 @@ struct InitializationReport {
   std::vector<InitializationResult> results;
 
   /// The result added under \p name; throws when there is none.
-  const InitializationResult& at(std::string_view name) const {
-    for (const auto& r : results)
-      if (r.name == name) return r;
-    detail::fail("InitializationReport::at",
-                 "expected the name of an analyzed initializer, got '{}'", name);
-  }
+  const InitializationResult& at(std::string_view name) const;
 
   /// One header line and one row per initializer (RFC 4180 quoting): name, initializer,
   /// data_dependent, trials, failed_trials, error, then <key>_mean, _std, _min, _max, _count for
   /// every metric in initializationMetrics() order. Numbers round-trip (17 significant digits);
   /// an undefined value is written "nan".
-  std::string toCsv() const {
-    std::string out = "name,initializer,data_dependent,trials,failed_trials,error";
-    for (const auto& m : initializationMetrics())
-      for (const char* field : {"mean", "std", "min", "max", "count"})
-        out += fmt::format(",{}_{}", m.key, field);
-    out += '\n';
-    for (const auto& r : results) {
-      out += fmt::format("{},{},{},{},{},{}", csvField(r.name), csvField(r.initializerName),
-                         r.dataDependent ? "true" : "false", r.trials, r.failedTrials,
-                         csvField(r.error));
-      for (const auto& m : initializationMetrics()) {
-        const Statistic& st = r.*(m.statistic);
-        out += fmt::format(",{:.17g},{:.17g},{:.17g},{:.17g},{}", st.mean, st.stddev, st.min,
-                           st.max, st.count);
-      }
-      out += '\n';
-    }
-    return out;
-  }
+  std::string toCsv() const;
 
   /// The report as JSON: "config", "base_loss", "metrics" (key and description) and "results",
   /// each with its statistics by metric key and its per-trial "measurements". Undefined values
   /// are null; a result's "error" is null when no trial failed.
-  nlohmann::json toJson() const {
-    using nlohmann::json;
-    json j;
-    j["config"] = {{"scalar", scalar},
-                   {"out_features", options.outFeatures},
-                   {"in_features", options.inFeatures},
-                   {"rank", options.rank},
-                   {"alpha", options.alpha},
-                   {"scaling_mode", std::string(toString(options.scaling))},
-                   {"scaling", scaling},
-                   {"trials", options.trials},
-                   {"seed", options.seed},
-                   {"batch_size", options.batchSize},
-                   {"target_rank", targetRank},
-                   {"target_scale", options.targetScale},
-                   {"data_seed", options.dataSeed},
-                   {"base_weight", hasBaseWeight},
-                   {"target_given", hasTarget}};
-    j["base_loss"] = number(baseLoss);
-    j["metrics"] = json::array();
-    for (const auto& m : initializationMetrics())
-      j["metrics"].push_back(
-          {{"key", std::string(m.key)}, {"description", std::string(m.description)}});
-    j["results"] = json::array();
-    for (const auto& r : results) {
-      json row = {{"name", r.name},
-                  {"initializer", r.initializerName},
-                  {"data_dependent", r.dataDependent},
-                  {"trials", r.trials},
-                  {"failed_trials", r.failedTrials}};
-      row["error"] = r.error.empty() ? json(nullptr) : json(r.error);
-      json stats = json::object();
-      for (const auto& m : initializationMetrics()) {
-        const Statistic& st = r.*(m.statistic);
-        stats[std::string(m.key)] = {{"mean", number(st.mean)},
-                                     {"std", number(st.stddev)},
-                                     {"min", number(st.min)},
-                                     {"max", number(st.max)},
-                                     {"count", st.count}};
-      }
-      row["statistics"] = std::move(stats);
-      json trials = json::array();
-      for (const auto& t : r.measurements) {
-        json one = {{"seed", t.seed}};
-        for (const auto& m : initializationMetrics())
-          one[std::string(m.key)] = number(t.*(m.value));
-        trials.push_back(std::move(one));
-      }
-      row["measurements"] = std::move(trials);
-      j["results"].push_back(std::move(row));
-    }
-    return j;
-  }
+  nlohmann::json toJson() const;
 
   /// Two markdown tables (mean ± std over the trials): the initial state, then the gradients and
   /// the effect on the model; a condition number shows in how many trials it was defined. Failed
   /// initializers are listed below with their error.
-  std::string format() const {
-    const auto& metrics = initializationMetrics();
-    std::string out = fmt::format(
-        "LoRA initialization analysis ({}): {} x {} (out x in), r = {}, alpha = {} ({}, s = {}), "
-        "{} trial(s) from seed {}\n",
-        scalar, options.outFeatures, options.inFeatures, options.rank, options.alpha,
-        toString(options.scaling), number4(scaling), options.trials, options.seed);
-    out += fmt::format(
-        "base weight: {}; regression: N = {}, Y = X·Tᵀ with T = {}; base-model MSE {}\n\n",
-        hasBaseWeight ? "given (each trial's layer is built on its own copy)"
-                      : "none (layers built without one; forward uses W = 0)",
-        options.batchSize,
-        hasTarget
-            ? std::string("given")
-            : fmt::format("W + planted rank-{} delta (σ = {})", targetRank, options.targetScale),
-        number4(baseLoss));
-    auto table = [&](std::size_t first, std::size_t last) {
-      std::vector<std::string> header{"init"};
-      for (std::size_t i = first; i < last; ++i) header.emplace_back(metrics[i].label);
-      MarkdownTable t(std::move(header));
-      for (const auto& r : results) {
-        std::vector<std::string> row{r.name};
-        for (std::size_t i = first; i < last; ++i) {
-          const Statistic& st = r.*(metrics[i].statistic);
-          if (r.succeededTrials() == 0) {
-            row.emplace_back("error");
-          } else if (metrics[i].statistic == &InitializationResult::conditionNumber) {
-            row.push_back(fmt::format("{} ({}/{})", cell(st), st.count, r.succeededTrials()));
-          } else {
-            row.push_back(cell(st));
-          }
-        }
-        t.addRow(std::move(row));
-      }
-      return t.format();
-    };
-    out += "Initial state (mean ± std over trials):\n\n" + table(0, 6);
-    out +=
-        "\nFirst gradients and effect on the model (fake L = ‖ΔW‖_F²; MSE on the regression "
-        "batch):\n\n" +
-        table(6, metrics.size());
-    bool header = false;
-    for (const auto& r : results) {
-      if (r.ok()) continue;
-      if (!header) out += "\nErrors:\n";
-      header = true;
-      out += fmt::format("- {}: failed in {} of {} trials: {}\n", r.name, r.failedTrials, r.trials,
-                         r.error);
-    }
-    return out;
-  }
+  std::string format() const;
 
   /// Writes format() to \p file.
-  void print(std::FILE* file = stdout) const { fmt::print(file, "{}", format()); }
+  void print(std::FILE* file = stdout) const;
 
  private:
-  static std::string csvField(const std::string& text) {
-    if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
-    std::string quoted = "\"";
-    for (const char c : text) {
-      if (c == '"') quoted += '"';
-      quoted += c;
-    }
-    return quoted + '"';
-  }
-  static nlohmann::json number(double v) {
-    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-  }
-  static std::string number4(double v) {
-    if (std::isnan(v)) return "n/a";
-    if (v == 0.0) return "0";
-    return fmt::format("{:.4g}", v);
-  }
-  static std::string cell(const Statistic& st) {
-    if (!st.defined()) return "n/a";
-    // a spread at rounding level (1e-12 of the mean) is shown as none; the data keep it
-    if (st.stddev <= 1e-12 * std::abs(st.mean)) return number4(st.mean);
-    return fmt::format("{} ± {:.2g}", number4(st.mean), st.stddev);
-  }
+  static std::string csvField(const std::string& text);
+  static std::string number4(double v);
+  static std::string cell(const Statistic& st);
 };
 
 /// \brief An initializer and the name the report shows it under.
@@ -434,26 +242,12 @@ class InitializationAnalyzer {
 
   /// Checks \p options (see InitializationAnalyzerOptions for the valid ranges).
   explicit InitializationAnalyzer(const InitializationAnalyzerOptions& options = {},
-                                  std::vector<NamedInitializer<Scalar>> initializers = {})
-      : m_options(options) {
-    check(options);
-    for (auto& named : initializers) add(std::move(named.name), std::move(named.initializer));
-  }
+                                  std::vector<NamedInitializer<Scalar>> initializers = {});
 
   /// Adds \p initializer under \p name (non-empty, not used yet).
-  InitializationAnalyzer& add(std::string name, init::AnyInitializer<Scalar> initializer) {
-    constexpr const char* where = "InitializationAnalyzer::add";
-    if (name.empty()) detail::fail(where, "expected a non-empty name, got an empty one");
-    for (const auto& named : m_initializers)
-      if (named.name == name) detail::fail(where, "expected a new name, got '{}' twice", name);
-    m_initializers.push_back({std::move(name), std::move(initializer)});
-    return *this;
-  }
+  InitializationAnalyzer& add(std::string name, init::AnyInitializer<Scalar> initializer);
   /// Adds \p initializer under its own name.
-  InitializationAnalyzer& add(init::AnyInitializer<Scalar> initializer) {
-    std::string name = initializer.name();
-    return add(std::move(name), std::move(initializer));
-  }
+  InitializationAnalyzer& add(init::AnyInitializer<Scalar> initializer);
 
   /// Sets the base weight W (out x in, finite); it is copied, and each trial gets its own copy.
   template <typename Derived>
@@ -484,91 +278,13 @@ class InitializationAnalyzer {
   }
 
   /// The regression problem compute() scores every trial on (the same bits every call).
-  RegressionProblem<Scalar> regressionProblem() const {
-    const Index out = m_options.outFeatures, in = m_options.inFeatures;
-    RegressionProblem<Scalar> p;
-    Rng rng(m_options.dataSeed);
-    p.X.resize(m_options.batchSize, in);
-    fillNormal(p.X, rng, 0.0, 1.0);
-    p.weight = m_weight ? *m_weight : Matrix::Zero(out, in);
-    if (m_target) {
-      p.target = *m_target;
-    } else {
-      const Index k = targetRank();
-      const Matrix U = detail::orthogonalMatrix<Scalar>(out, k, 1.0, rng);
-      const Matrix V = detail::orthogonalMatrix<Scalar>(in, k, 1.0, rng);
-      p.target = p.weight;
-      p.target.noalias() += (static_cast<Scalar>(m_options.targetScale) * U) * V.transpose();
-    }
-    p.Y.noalias() = p.X * p.target.transpose();
-    return p;
-  }
+  RegressionProblem<Scalar> regressionProblem() const;
 
   /// Runs every initializer for options().trials trials; needs at least one initializer.
-  InitializationReport compute() const {
-    if (m_initializers.empty())
-      detail::fail("InitializationAnalyzer::compute",
-                   "expected at least one initializer (call add), got none");
-    const RegressionProblem<Scalar> problem = regressionProblem();
-    Matrix baseOut;
-    baseOut.noalias() = problem.X * problem.weight.transpose();
-
-    InitializationReport report;
-    report.options = m_options;
-    report.scalar = std::is_same_v<Scalar, float> ? "float" : "double";
-    report.scaling = scalingFor(m_options.alpha, m_options.rank, m_options.scaling);
-    report.targetRank = m_target ? 0 : targetRank();
-    report.hasBaseWeight = m_weight.has_value();
-    report.hasTarget = m_target.has_value();
-    report.baseLoss = meanSquare(baseOut - problem.Y);
-
-    for (const auto& named : m_initializers) {
-      InitializationResult result;
-      result.name = named.name;
-      result.initializerName = named.initializer.name();
-      result.dataDependent = named.initializer.dataDependent();
-      result.trials = m_options.trials;
-      for (Index t = 0; t < m_options.trials; ++t) {
-        const std::uint64_t seed = m_options.seed + static_cast<std::uint64_t>(t);
-        std::string error;
-        std::optional<InitMeasurement> m =
-            measure(named.initializer, seed, problem, baseOut, error);
-        if (m) {
-          result.measurements.push_back(*m);
-        } else {
-          ++result.failedTrials;
-          if (result.error.empty()) result.error = std::move(error);
-        }
-      }
-      for (const auto& metric : initializationMetrics()) {
-        std::vector<double> values;
-        values.reserve(result.measurements.size());
-        for (const auto& m : result.measurements) values.push_back(m.*(metric.value));
-        result.*(metric.statistic) = Statistic::of(values);
-      }
-      report.results.push_back(std::move(result));
-    }
-    return report;
-  }
+  InitializationReport compute() const;
 
  private:
-  static void check(const InitializationAnalyzerOptions& o) {
-    constexpr const char* where = "InitializationAnalyzer::InitializationAnalyzer";
-    if (o.outFeatures < 1 || o.inFeatures < 1)
-      detail::fail(where, "expected out and in features >= 1, got {}x{}", o.outFeatures,
-                   o.inFeatures);
-    if (o.rank < 1) detail::fail(where, "expected a rank >= 1, got {}", o.rank);
-    if (!(std::isfinite(o.alpha) && o.alpha > 0.0))
-      detail::fail(where, "expected alpha to be a positive finite number, got {}", o.alpha);
-    if (o.trials < 1) detail::fail(where, "expected trials >= 1, got {}", o.trials);
-    if (o.batchSize < 1) detail::fail(where, "expected a batch size >= 1, got {}", o.batchSize);
-    const Index maxRank = std::min(o.outFeatures, o.inFeatures);
-    if (o.targetRank < 0 || o.targetRank > maxRank)
-      detail::fail(where, "expected 0 <= targetRank <= min(out, in) = {}, got {}", maxRank,
-                   o.targetRank);
-    if (!(std::isfinite(o.targetScale) && o.targetScale >= 0.0))
-      detail::fail(where, "expected a finite targetScale >= 0, got {}", o.targetScale);
-  }
+  static void check(const InitializationAnalyzerOptions& o);
 
   template <typename Derived>
   Matrix checkedWeight(const char* where, const Eigen::MatrixBase<Derived>& W) const {
@@ -589,99 +305,231 @@ class InitializationAnalyzer {
   /// One trial; nullopt (and \p error set) when the initializer threw lora::Error.
   std::optional<InitMeasurement> measure(const init::AnyInitializer<Scalar>& initializer,
                                          std::uint64_t seed, const RegressionProblem<Scalar>& p,
-                                         const Matrix& baseOut, std::string& error) const {
-    const LayerOptions layerOptions{.rank = m_options.rank,
-                                    .alpha = m_options.alpha,
-                                    .scaling = m_options.scaling,
-                                    .seed = seed};
-    Matrix W;  // this trial's copy of the base weight; the layer is bound to it
-    std::optional<Layer<Scalar>> layer;
-    try {
-      if (m_weight) {
-        W = *m_weight;
-        layer.emplace(BaseWeight<Scalar>(W), layerOptions, initializer);
-      } else {
-        layer.emplace(m_options.outFeatures, m_options.inFeatures, layerOptions, initializer);
-      }
-    } catch (const Error& e) {
-      error = e.what();
-      return std::nullopt;
-    }
-    if (!m_weight) layer->bindBase(BaseWeight<Scalar>(p.weight));  // read-only zero base
-
-    InitMeasurement m;
-    m.seed = seed;
-    measureFactors(*layer, m);
-
-    // The regression step: MSE of the layer's output, gradients from the layer's backward.
-    const Index N = p.X.rows(), out = m_options.outFeatures;
-    const Matrix F = layer->forward(p.X);
-    const Matrix E = F - p.Y;
-    m.regressionLoss = meanSquare(E);
-    const Matrix dY = static_cast<Scalar>(2.0 / static_cast<double>(N * out)) * E;
-    layer->backward(p.X, dY, GradMode::Overwrite);
-    m.regressionGradA = layer->gradA().template cast<double>().norm();
-    m.regressionGradB = layer->gradB().template cast<double>().norm();
-
-    // What the init did to the model.
-    m.baseChange = m_weight ? (W.template cast<double>() - m_weight->template cast<double>()).norm()
-                            : std::numeric_limits<double>::quiet_NaN();
-    const double baseMax = baseOut.template cast<double>().cwiseAbs().maxCoeff();
-    m.outputChangeMax = (F - baseOut).template cast<double>().cwiseAbs().maxCoeff();
-    m.outputChangeRel =
-        baseMax > 0.0 ? m.outputChangeMax / baseMax : std::numeric_limits<double>::quiet_NaN();
-    return m;
-  }
+                                         const Matrix& baseOut, std::string& error) const;
 
   /// The factor-only statistics of s·B·A and the fake-loss gradients, in double.
-  void measureFactors(const Layer<Scalar>& layer, InitMeasurement& m) const {
-    const double s = layer.scaling();
-    const MatrixD A = layer.A().template cast<double>();
-    const MatrixD B = layer.B().template cast<double>();
-    const MatrixD gramA = A * A.transpose();  // r x r
-    const MatrixD gramB = B.transpose() * B;  // r x r
-    m.normA = A.norm();
-    m.normB = B.norm();
-
-    // ‖sBA‖_F² = Σ σ_i²: from the factored SVD (QR-based, accurate to rounding of the factors even
-    // when B·A cancels to ~0); the Gram form s²·Σ (BᵀB) ∘ (AAᵀ) only if the SVD failed (it loses
-    // everything below sqrt(ε)·s·‖B‖‖A‖ to cancellation).
-    const linalg::FactoredSVD<double> svd(B, A, s, 0);
-    const bool haveSpectrum = svd.info() == Eigen::Success && svd.size() > 0;
-    const double squares = haveSpectrum ? svd.singularValues().squaredNorm()
-                                        : std::max(0.0, s * s * gramA.cwiseProduct(gramB).sum());
-    const double sum = s * (B.colwise().sum() * A.rowwise().sum()).value();  // 1ᵀ(sBA)1
-    const double n =
-        static_cast<double>(m_options.outFeatures) * static_cast<double>(m_options.inFeatures);
-    const double mean = sum / n;
-    m.deltaNorm = std::sqrt(squares);
-    m.deltaStd = n > 1.0 ? std::sqrt(std::max(0.0, (squares - n * mean * mean) / (n - 1.0)))
-                         : std::numeric_limits<double>::quiet_NaN();
-
-    m.spectralNorm = m.conditionNumber = std::numeric_limits<double>::quiet_NaN();
-    if (haveSpectrum) {
-      const auto& sigma = svd.singularValues();
-      const double first = sigma(0), last = sigma(sigma.size() - 1);
-      m.spectralNorm = first;
-      // numpy's matrix_rank tolerance, with the precision the factors were stored in; and a delta
-      // at the rounding level of its factors (B·A = 0 up to rounding, as PEFT's orthogonal init
-      // makes it) has no meaningful spectrum either.
-      const double eps = static_cast<double>(std::numeric_limits<Scalar>::epsilon());
-      const double size = static_cast<double>(
-          std::max({m_options.outFeatures, m_options.inFeatures, m_options.rank}));
-      const double rankTol = size * eps * first;
-      const double zeroTol = size * eps * std::abs(s) * m.normA * m.normB;
-      if (first > zeroTol && last > rankTol) m.conditionNumber = first / last;
-    }
-    // L = ‖sBA‖_F²: ∂L/∂A = 2s² (BᵀB) A, ∂L/∂B = 2s² B (AAᵀ)
-    m.fakeGradA = 2.0 * s * s * (gramB * A).norm();
-    m.fakeGradB = 2.0 * s * s * (B * gramA).norm();
-  }
+  void measureFactors(const Layer<Scalar>& layer, InitMeasurement& m) const;
 
   InitializationAnalyzerOptions m_options;
   std::vector<NamedInitializer<Scalar>> m_initializers;
   std::optional<Matrix> m_weight;  ///< W (out x in) when set
   std::optional<Matrix> m_target;  ///< T (out x in) when set
 };
+
+// The member definitions, out of the class body: for InitializationAnalyzer<float> and <double>
+// they are compiled once in liblorapp (src/analysis/initialization_analyzer.cpp, see below).
+
+template <typename Scalar_>
+InitializationAnalyzer<Scalar_>::InitializationAnalyzer(
+    const InitializationAnalyzerOptions& options,
+    std::vector<NamedInitializer<Scalar>> initializers)
+    : m_options(options) {
+  check(options);
+  for (auto& named : initializers) add(std::move(named.name), std::move(named.initializer));
+}
+
+template <typename Scalar_>
+InitializationAnalyzer<Scalar_>& InitializationAnalyzer<Scalar_>::add(
+    std::string name, init::AnyInitializer<Scalar> initializer) {
+  constexpr const char* where = "InitializationAnalyzer::add";
+  if (name.empty()) detail::fail(where, "expected a non-empty name, got an empty one");
+  for (const auto& named : m_initializers)
+    if (named.name == name) detail::fail(where, "expected a new name, got '{}' twice", name);
+  m_initializers.push_back({std::move(name), std::move(initializer)});
+  return *this;
+}
+
+template <typename Scalar_>
+InitializationAnalyzer<Scalar_>& InitializationAnalyzer<Scalar_>::add(
+    init::AnyInitializer<Scalar> initializer) {
+  std::string name = initializer.name();
+  return add(std::move(name), std::move(initializer));
+}
+
+template <typename Scalar_>
+auto InitializationAnalyzer<Scalar_>::regressionProblem() const -> RegressionProblem<Scalar> {
+  const Index out = m_options.outFeatures, in = m_options.inFeatures;
+  RegressionProblem<Scalar> p;
+  Rng rng(m_options.dataSeed);
+  p.X.resize(m_options.batchSize, in);
+  fillNormal(p.X, rng, 0.0, 1.0);
+  p.weight = m_weight ? *m_weight : Matrix::Zero(out, in);
+  if (m_target) {
+    p.target = *m_target;
+  } else {
+    const Index k = targetRank();
+    const Matrix U = detail::orthogonalMatrix<Scalar>(out, k, 1.0, rng);
+    const Matrix V = detail::orthogonalMatrix<Scalar>(in, k, 1.0, rng);
+    p.target = p.weight;
+    p.target.noalias() += (static_cast<Scalar>(m_options.targetScale) * U) * V.transpose();
+  }
+  p.Y.noalias() = p.X * p.target.transpose();
+  return p;
+}
+
+template <typename Scalar_>
+InitializationReport InitializationAnalyzer<Scalar_>::compute() const {
+  if (m_initializers.empty())
+    detail::fail("InitializationAnalyzer::compute",
+                 "expected at least one initializer (call add), got none");
+  const RegressionProblem<Scalar> problem = regressionProblem();
+  Matrix baseOut;
+  baseOut.noalias() = problem.X * problem.weight.transpose();
+
+  InitializationReport report;
+  report.options = m_options;
+  report.scalar = std::is_same_v<Scalar, float> ? "float" : "double";
+  report.scaling = scalingFor(m_options.alpha, m_options.rank, m_options.scaling);
+  report.targetRank = m_target ? 0 : targetRank();
+  report.hasBaseWeight = m_weight.has_value();
+  report.hasTarget = m_target.has_value();
+  report.baseLoss = meanSquare(baseOut - problem.Y);
+
+  for (const auto& named : m_initializers) {
+    InitializationResult result;
+    result.name = named.name;
+    result.initializerName = named.initializer.name();
+    result.dataDependent = named.initializer.dataDependent();
+    result.trials = m_options.trials;
+    for (Index t = 0; t < m_options.trials; ++t) {
+      const std::uint64_t seed = m_options.seed + static_cast<std::uint64_t>(t);
+      std::string error;
+      std::optional<InitMeasurement> m = measure(named.initializer, seed, problem, baseOut, error);
+      if (m) {
+        result.measurements.push_back(*m);
+      } else {
+        ++result.failedTrials;
+        if (result.error.empty()) result.error = std::move(error);
+      }
+    }
+    for (const auto& metric : initializationMetrics()) {
+      std::vector<double> values;
+      values.reserve(result.measurements.size());
+      for (const auto& m : result.measurements) values.push_back(m.*(metric.value));
+      result.*(metric.statistic) = Statistic::of(values);
+    }
+    report.results.push_back(std::move(result));
+  }
+  return report;
+}
+
+template <typename Scalar_>
+void InitializationAnalyzer<Scalar_>::check(const InitializationAnalyzerOptions& o) {
+  constexpr const char* where = "InitializationAnalyzer::InitializationAnalyzer";
+  if (o.outFeatures < 1 || o.inFeatures < 1)
+    detail::fail(where, "expected out and in features >= 1, got {}x{}", o.outFeatures,
+                 o.inFeatures);
+  if (o.rank < 1) detail::fail(where, "expected a rank >= 1, got {}", o.rank);
+  if (!(std::isfinite(o.alpha) && o.alpha > 0.0))
+    detail::fail(where, "expected alpha to be a positive finite number, got {}", o.alpha);
+  if (o.trials < 1) detail::fail(where, "expected trials >= 1, got {}", o.trials);
+  if (o.batchSize < 1) detail::fail(where, "expected a batch size >= 1, got {}", o.batchSize);
+  const Index maxRank = std::min(o.outFeatures, o.inFeatures);
+  if (o.targetRank < 0 || o.targetRank > maxRank)
+    detail::fail(where, "expected 0 <= targetRank <= min(out, in) = {}, got {}", maxRank,
+                 o.targetRank);
+  if (!(std::isfinite(o.targetScale) && o.targetScale >= 0.0))
+    detail::fail(where, "expected a finite targetScale >= 0, got {}", o.targetScale);
+}
+
+template <typename Scalar_>
+auto InitializationAnalyzer<Scalar_>::measure(const init::AnyInitializer<Scalar>& initializer,
+                                              std::uint64_t seed,
+                                              const RegressionProblem<Scalar>& p,
+                                              const Matrix& baseOut, std::string& error) const
+    -> std::optional<InitMeasurement> {
+  const LayerOptions layerOptions{
+      .rank = m_options.rank, .alpha = m_options.alpha, .scaling = m_options.scaling, .seed = seed};
+  Matrix W;  // this trial's copy of the base weight; the layer is bound to it
+  std::optional<Layer<Scalar>> layer;
+  try {
+    if (m_weight) {
+      W = *m_weight;
+      layer.emplace(BaseWeight<Scalar>(W), layerOptions, initializer);
+    } else {
+      layer.emplace(m_options.outFeatures, m_options.inFeatures, layerOptions, initializer);
+    }
+  } catch (const Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+  if (!m_weight) layer->bindBase(BaseWeight<Scalar>(p.weight));  // read-only zero base
+
+  InitMeasurement m;
+  m.seed = seed;
+  measureFactors(*layer, m);
+
+  // The regression step: MSE of the layer's output, gradients from the layer's backward.
+  const Index N = p.X.rows(), out = m_options.outFeatures;
+  const Matrix F = layer->forward(p.X);
+  const Matrix E = F - p.Y;
+  m.regressionLoss = meanSquare(E);
+  const Matrix dY = static_cast<Scalar>(2.0 / static_cast<double>(N * out)) * E;
+  layer->backward(p.X, dY, GradMode::Overwrite);
+  m.regressionGradA = layer->gradA().template cast<double>().norm();
+  m.regressionGradB = layer->gradB().template cast<double>().norm();
+
+  // What the init did to the model.
+  m.baseChange = m_weight ? (W.template cast<double>() - m_weight->template cast<double>()).norm()
+                          : std::numeric_limits<double>::quiet_NaN();
+  const double baseMax = baseOut.template cast<double>().cwiseAbs().maxCoeff();
+  m.outputChangeMax = (F - baseOut).template cast<double>().cwiseAbs().maxCoeff();
+  m.outputChangeRel =
+      baseMax > 0.0 ? m.outputChangeMax / baseMax : std::numeric_limits<double>::quiet_NaN();
+  return m;
+}
+
+template <typename Scalar_>
+void InitializationAnalyzer<Scalar_>::measureFactors(const Layer<Scalar>& layer,
+                                                     InitMeasurement& m) const {
+  const double s = layer.scaling();
+  const MatrixD A = layer.A().template cast<double>();
+  const MatrixD B = layer.B().template cast<double>();
+  const MatrixD gramA = A * A.transpose();  // r x r
+  const MatrixD gramB = B.transpose() * B;  // r x r
+  m.normA = A.norm();
+  m.normB = B.norm();
+
+  // ‖sBA‖_F² = Σ σ_i²: from the factored SVD (QR-based, accurate to rounding of the factors even
+  // when B·A cancels to ~0); the Gram form s²·Σ (BᵀB) ∘ (AAᵀ) only if the SVD failed (it loses
+  // everything below sqrt(ε)·s·‖B‖‖A‖ to cancellation).
+  const linalg::FactoredSVD<double> svd(B, A, s, 0);
+  const bool haveSpectrum = svd.info() == Eigen::Success && svd.size() > 0;
+  const double squares = haveSpectrum ? svd.singularValues().squaredNorm()
+                                      : std::max(0.0, s * s * gramA.cwiseProduct(gramB).sum());
+  const double sum = s * (B.colwise().sum() * A.rowwise().sum()).value();  // 1ᵀ(sBA)1
+  const double n =
+      static_cast<double>(m_options.outFeatures) * static_cast<double>(m_options.inFeatures);
+  const double mean = sum / n;
+  m.deltaNorm = std::sqrt(squares);
+  m.deltaStd = n > 1.0 ? std::sqrt(std::max(0.0, (squares - n * mean * mean) / (n - 1.0)))
+                       : std::numeric_limits<double>::quiet_NaN();
+
+  m.spectralNorm = m.conditionNumber = std::numeric_limits<double>::quiet_NaN();
+  if (haveSpectrum) {
+    const auto& sigma = svd.singularValues();
+    const double first = sigma(0), last = sigma(sigma.size() - 1);
+    m.spectralNorm = first;
+    // numpy's matrix_rank tolerance, with the precision the factors were stored in; and a delta
+    // at the rounding level of its factors (B·A = 0 up to rounding, as PEFT's orthogonal init
+    // makes it) has no meaningful spectrum either.
+    const double eps = static_cast<double>(std::numeric_limits<Scalar>::epsilon());
+    const double size = static_cast<double>(
+        std::max({m_options.outFeatures, m_options.inFeatures, m_options.rank}));
+    const double rankTol = size * eps * first;
+    const double zeroTol = size * eps * std::abs(s) * m.normA * m.normB;
+    if (first > zeroTol && last > rankTol) m.conditionNumber = first / last;
+  }
+  // L = ‖sBA‖_F²: ∂L/∂A = 2s² (BᵀB) A, ∂L/∂B = 2s² B (AAᵀ)
+  m.fakeGradA = 2.0 * s * s * (gramB * A).norm();
+  m.fakeGradB = 2.0 * s * s * (B * gramA).norm();
+}
+
+// Compiled once in liblorapp (src/analysis/initialization_analyzer.cpp). Define
+// LORA_NO_EXTERN_TEMPLATES to compile them in the translation unit instead, with its own flags.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class InitializationAnalyzer<float>;
+extern template class InitializationAnalyzer<double>;
+#endif
 
 }  // namespace lora::analysis

@@ -91,32 +91,40 @@ struct Eva {
   Eigen::Index componentCount() const noexcept { return state ? state->components.rows() : 0; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
-    constexpr const char* where = "Eva::initialize";
-    if (!state)
-      detail::fail(where, "expected components (build Eva from an EvaCollector), got none");
-    const Eigen::MatrixXd& V = state->components;
-    if (request.inFeatures != V.cols())
-      detail::fail(where, "expected a layer with {} in features (the components' length), got {}",
-                   V.cols(), request.inFeatures);
-    if (request.rank < 1 || request.rank > V.rows())
-      detail::fail(where, "expected a rank in [1, {}] (the components collected), got {}", V.rows(),
-                   request.rank);
-    Eigen::MatrixXd A = V.topRows(request.rank);
-    if (whiten) {
-      for (Eigen::Index i = 0; i < request.rank; ++i) {
-        const double s = state->singularValues(i);
-        if (!(s > 0.0))
-          detail::fail(where, "expected positive singular values to whiten by, got {} at {}", s, i);
-        A.row(i) /= std::sqrt(s);
-      }
-    }
-    Factors<Scalar> f;
-    f.A = A.template cast<Scalar>();
-    f.B.setZero(request.outFeatures, request.rank);
-    f.baseUpdate = BaseUpdate::Keep;
-    return f;
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> Eva::initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
+  constexpr const char* where = "Eva::initialize";
+  if (!state) detail::fail(where, "expected components (build Eva from an EvaCollector), got none");
+  const Eigen::MatrixXd& V = state->components;
+  if (request.inFeatures != V.cols())
+    detail::fail(where, "expected a layer with {} in features (the components' length), got {}",
+                 V.cols(), request.inFeatures);
+  if (request.rank < 1 || request.rank > V.rows())
+    detail::fail(where, "expected a rank in [1, {}] (the components collected), got {}", V.rows(),
+                 request.rank);
+  Eigen::MatrixXd A = V.topRows(request.rank);
+  if (whiten) {
+    for (Eigen::Index i = 0; i < request.rank; ++i) {
+      const double s = state->singularValues(i);
+      if (!(s > 0.0))
+        detail::fail(where, "expected positive singular values to whiten by, got {} at {}", s, i);
+      A.row(i) /= std::sqrt(s);
+    }
+  }
+  Factors<Scalar> f;
+  f.A = A.template cast<Scalar>();
+  f.B.setZero(request.outFeatures, request.rank);
+  f.baseUpdate = BaseUpdate::Keep;
+  return f;
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> Eva::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> Eva::initialize<double>(const Request<double>&, Rng&) const;
+#endif
 
 }  // namespace lora::init

@@ -62,60 +62,68 @@ struct LoraGa {
   static std::string name() { return "lora_ga"; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const {
-    using MatrixD = Eigen::MatrixXd;
-    constexpr const char* where = "LoraGa::initialize";
-    if (!gradient)
-      detail::fail(where, "expected a gradient G (out x in) in the policy, got none");
-    const MatrixD& G = *gradient;
-    if (G.rows() != request.outFeatures || G.cols() != request.inFeatures)
-      detail::fail(where, "expected a gradient of {}x{} (out x in), got {}x{}",
-                   request.outFeatures, request.inFeatures, G.rows(), G.cols());
-    if (!G.allFinite()) detail::fail(where, "expected a finite gradient, got NaN or Inf");
-    if (!(std::isfinite(gamma) && gamma > 0.0))
-      detail::fail(where, "expected a finite gamma > 0, got {}", gamma);
-    if (!(std::isfinite(tolerance) && tolerance >= 0.0))
-      detail::fail(where, "expected a finite tolerance >= 0, got {}", tolerance);
-    const Eigen::Index r = request.rank;
-    const Eigen::Index minDim = std::min(G.rows(), G.cols());
-    if (2 * r > minDim)
-      detail::fail(where, "expected 2·rank <= min(out, in) = {}, got rank {}", minDim, r);
-    requireWeight(request, where);
-
-    linalg::PartialSVDOptions options;
-    options.tolerance = tolerance;
-    options.seed = rng();
-    linalg::PartialSVD<double> svd(G, 2 * r, options);
-    if (svd.info() != Eigen::Success && svd.method() != linalg::PartialSVDMethod::Dense) {
-      options.method = linalg::PartialSVDMethod::Dense;
-      svd.compute(G, 2 * r, options);
-    }
-    const MatrixD& U = svd.matrixU();
-    const MatrixD& V = svd.matrixV();
-    MatrixD A(r, G.cols()), B(G.rows(), r);
-    for (Eigen::Index i = 0; i < r; ++i) {
-      Eigen::Index a = i, b = r + i;  // ArB2r
-      if (direction == LoraGaDirection::ArBr) {
-        a = 2 * i + 1;
-        b = 2 * i;
-      } else if (direction == LoraGaDirection::A2rBr) {
-        a = r + i;
-        b = i;
-      }
-      A.row(i) = V.col(a).transpose();
-      B.col(i) = U.col(b);
-    }
-    double factor = 1.0;
-    if (scale == LoraGaScale::Stable)
-      factor = std::pow(static_cast<double>(G.rows()), 0.25) / std::sqrt(gamma);
-    else if (scale == LoraGaScale::GradientDescent)
-      factor = 1.0 / request.scalingFactor();
-    Factors<Scalar> f;
-    f.A = (factor * A).template cast<Scalar>();
-    f.B = (factor * B).template cast<Scalar>();
-    f.baseUpdate = BaseUpdate::SubtractDelta;
-    return f;
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> LoraGa::initialize(const Request<Scalar>& request, Rng& rng) const {
+  using MatrixD = Eigen::MatrixXd;
+  constexpr const char* where = "LoraGa::initialize";
+  if (!gradient) detail::fail(where, "expected a gradient G (out x in) in the policy, got none");
+  const MatrixD& G = *gradient;
+  if (G.rows() != request.outFeatures || G.cols() != request.inFeatures)
+    detail::fail(where, "expected a gradient of {}x{} (out x in), got {}x{}", request.outFeatures,
+                 request.inFeatures, G.rows(), G.cols());
+  if (!G.allFinite()) detail::fail(where, "expected a finite gradient, got NaN or Inf");
+  if (!(std::isfinite(gamma) && gamma > 0.0))
+    detail::fail(where, "expected a finite gamma > 0, got {}", gamma);
+  if (!(std::isfinite(tolerance) && tolerance >= 0.0))
+    detail::fail(where, "expected a finite tolerance >= 0, got {}", tolerance);
+  const Eigen::Index r = request.rank;
+  const Eigen::Index minDim = std::min(G.rows(), G.cols());
+  if (2 * r > minDim)
+    detail::fail(where, "expected 2·rank <= min(out, in) = {}, got rank {}", minDim, r);
+  requireWeight(request, where);
+
+  linalg::PartialSVDOptions options;
+  options.tolerance = tolerance;
+  options.seed = rng();
+  linalg::PartialSVD<double> svd(G, 2 * r, options);
+  if (svd.info() != Eigen::Success && svd.method() != linalg::PartialSVDMethod::Dense) {
+    options.method = linalg::PartialSVDMethod::Dense;
+    svd.compute(G, 2 * r, options);
+  }
+  const MatrixD& U = svd.matrixU();
+  const MatrixD& V = svd.matrixV();
+  MatrixD A(r, G.cols()), B(G.rows(), r);
+  for (Eigen::Index i = 0; i < r; ++i) {
+    Eigen::Index a = i, b = r + i;  // ArB2r
+    if (direction == LoraGaDirection::ArBr) {
+      a = 2 * i + 1;
+      b = 2 * i;
+    } else if (direction == LoraGaDirection::A2rBr) {
+      a = r + i;
+      b = i;
+    }
+    A.row(i) = V.col(a).transpose();
+    B.col(i) = U.col(b);
+  }
+  double factor = 1.0;
+  if (scale == LoraGaScale::Stable)
+    factor = std::pow(static_cast<double>(G.rows()), 0.25) / std::sqrt(gamma);
+  else if (scale == LoraGaScale::GradientDescent)
+    factor = 1.0 / request.scalingFactor();
+  Factors<Scalar> f;
+  f.A = (factor * A).template cast<Scalar>();
+  f.B = (factor * B).template cast<Scalar>();
+  f.baseUpdate = BaseUpdate::SubtractDelta;
+  return f;
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> LoraGa::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> LoraGa::initialize<double>(const Request<double>&, Rng&) const;
+#endif
 
 }  // namespace lora::init

@@ -7,7 +7,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/detail/singular_factors.hpp"
+#include "lora/init/detail/singular_factors.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/linalg/dense_svd.hpp"
 
@@ -32,19 +32,28 @@ struct Milora {
   static std::string name() { return "milora"; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
-    using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-    constexpr const char* where = "Milora::initialize";
-    requireWeight(request, where);
-    const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
-    const Eigen::Index r = request.rank;
-    if (r > minDim) detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, r);
-    const Matrix W = weightCopy(request);
-    if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
-    const auto svd = linalg::denseSVD(W);
-    return detail::singularFactors<Scalar>(svd.U.rightCols(r), svd.S.tail(r), svd.V.rightCols(r),
-                                           request.scalingFactor());
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> Milora::initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  constexpr const char* where = "Milora::initialize";
+  requireWeight(request, where);
+  const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
+  const Eigen::Index r = request.rank;
+  if (r > minDim) detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, r);
+  const Matrix W = weightCopy(request);
+  if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
+  const auto svd = linalg::denseSVD(W);
+  return detail::singularFactors<Scalar>(svd.U.rightCols(r), svd.S.tail(r), svd.V.rightCols(r),
+                                         request.scalingFactor());
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> Milora::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> Milora::initialize<double>(const Request<double>&, Rng&) const;
+#endif
 
 }  // namespace lora::init

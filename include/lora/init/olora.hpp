@@ -29,26 +29,35 @@ struct Olora {
   static std::string name() { return "olora"; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
-    using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-    constexpr const char* where = "Olora::initialize";
-    requireWeight(request, where);
-    const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
-    const Eigen::Index r = request.rank;
-    if (r > minDim) detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, r);
-    Factors<Scalar> f;
-    request.weight.visit([&](const auto& W) {
-      if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
-      const Eigen::HouseholderQR<Matrix> qr(W.leftCols(r));
-      f.B = Matrix::Identity(request.outFeatures, r);
-      f.B.applyOnTheLeft(qr.householderQ());
-      f.A.noalias() = f.B.transpose() * W;
-    });
-    // R[:r, :r] is upper triangular: the entries below the diagonal of Q_r^T W[:, :r] are rounding.
-    f.A.leftCols(r).template triangularView<Eigen::StrictlyLower>().setZero();
-    f.baseUpdate = BaseUpdate::SubtractDelta;
-    return f;
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& /*rng*/) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> Olora::initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  constexpr const char* where = "Olora::initialize";
+  requireWeight(request, where);
+  const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
+  const Eigen::Index r = request.rank;
+  if (r > minDim) detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, r);
+  Factors<Scalar> f;
+  request.weight.visit([&](const auto& W) {
+    if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
+    const Eigen::HouseholderQR<Matrix> qr(W.leftCols(r));
+    f.B = Matrix::Identity(request.outFeatures, r);
+    f.B.applyOnTheLeft(qr.householderQ());
+    f.A.noalias() = f.B.transpose() * W;
+  });
+  // R[:r, :r] is upper triangular: the entries below the diagonal of Q_r^T W[:, :r] are rounding.
+  f.A.leftCols(r).template triangularView<Eigen::StrictlyLower>().setZero();
+  f.baseUpdate = BaseUpdate::SubtractDelta;
+  return f;
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> Olora::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> Olora::initialize<double>(const Request<double>&, Rng&) const;
+#endif
 
 }  // namespace lora::init

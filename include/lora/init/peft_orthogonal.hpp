@@ -27,30 +27,40 @@ struct PeftOrthogonal {
   static std::string name() { return "peft_orthogonal"; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const {
-    using MatrixD = Eigen::MatrixXd;
-    constexpr const char* where = "PeftOrthogonal::initialize";
-    const Eigen::Index r = request.rank;
-    if (r % 2 != 0) detail::fail(where, "expected an even rank, got {}", r);
-    const Eigen::Index half = r / 2;
-    MatrixD X(r, r);
-    fillNormal(X, rng, 0.0, 1.0);
-    const Eigen::HouseholderQR<MatrixD> qr(X);
-    MatrixD Q = MatrixD::Identity(r, r);
-    Q.applyOnTheLeft(qr.householderQ());
-    MatrixD odd(half, r), even(half, r);  // torch's Q[0::2, :] and Q[1::2, :]
-    for (Eigen::Index i = 0; i < half; ++i) {
-      odd.row(i) = Q.row(2 * i);
-      even.row(i) = Q.row(2 * i + 1);
-    }
-    MatrixD GA(request.inFeatures, half), GB(half, request.outFeatures);
-    fillNormal(GA, rng, 0.0, 1.0);
-    fillNormal(GB, rng, 0.0, 1.0);
-    Factors<Scalar> f;
-    f.A = ((GA * odd).transpose() / 10.0).template cast<Scalar>();
-    f.B = ((GB.transpose() * even) / 10.0).template cast<Scalar>();
-    return f;
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> PeftOrthogonal::initialize(const Request<Scalar>& request, Rng& rng) const {
+  using MatrixD = Eigen::MatrixXd;
+  constexpr const char* where = "PeftOrthogonal::initialize";
+  const Eigen::Index r = request.rank;
+  if (r % 2 != 0) detail::fail(where, "expected an even rank, got {}", r);
+  const Eigen::Index half = r / 2;
+  MatrixD X(r, r);
+  fillNormal(X, rng, 0.0, 1.0);
+  const Eigen::HouseholderQR<MatrixD> qr(X);
+  MatrixD Q = MatrixD::Identity(r, r);
+  Q.applyOnTheLeft(qr.householderQ());
+  MatrixD odd(half, r), even(half, r);  // torch's Q[0::2, :] and Q[1::2, :]
+  for (Eigen::Index i = 0; i < half; ++i) {
+    odd.row(i) = Q.row(2 * i);
+    even.row(i) = Q.row(2 * i + 1);
+  }
+  MatrixD GA(request.inFeatures, half), GB(half, request.outFeatures);
+  fillNormal(GA, rng, 0.0, 1.0);
+  fillNormal(GB, rng, 0.0, 1.0);
+  Factors<Scalar> f;
+  f.A = ((GA * odd).transpose() / 10.0).template cast<Scalar>();
+  f.B = ((GB.transpose() * even) / 10.0).template cast<Scalar>();
+  return f;
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> PeftOrthogonal::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> PeftOrthogonal::initialize<double>(const Request<double>&,
+                                                                   Rng&) const;
+#endif
 
 }  // namespace lora::init

@@ -8,7 +8,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/detail/singular_factors.hpp"
+#include "lora/init/detail/singular_factors.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/linalg/partial_svd.hpp"
 #include "lora/linalg/randomized_svd.hpp"
@@ -41,30 +41,39 @@ struct Pissa {
   static std::string name() { return "pissa"; }
 
   template <typename Scalar>
-  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const {
-    constexpr const char* where = "Pissa::initialize";
-    requireWeight(request, where);
-    const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
-    if (request.rank > minDim)
-      detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, request.rank);
-    if (!(std::isfinite(tolerance) && tolerance >= 0.0))
-      detail::fail(where, "expected a finite tolerance >= 0, got {}", tolerance);
-    linalg::PartialSVDOptions options;
-    options.tolerance = tolerance;
-    options.seed = rng();
-    linalg::PartialSVD<Scalar> svd;
-    request.weight.visit([&](const auto& W) {
-      if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
-      svd.compute(W, request.rank, options);
-      if (svd.info() != Eigen::Success && svd.method() != linalg::PartialSVDMethod::Dense) {
-        options.method = linalg::PartialSVDMethod::Dense;
-        svd.compute(W, request.rank, options);
-      }
-    });
-    return detail::singularFactors<Scalar>(svd.matrixU(), svd.singularValues(), svd.matrixV(),
-                                           request.scalingFactor());
-  }
+  Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const;
 };
+
+template <typename Scalar>
+Factors<Scalar> Pissa::initialize(const Request<Scalar>& request, Rng& rng) const {
+  constexpr const char* where = "Pissa::initialize";
+  requireWeight(request, where);
+  const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
+  if (request.rank > minDim)
+    detail::fail(where, "expected a rank <= min(out, in) = {}, got {}", minDim, request.rank);
+  if (!(std::isfinite(tolerance) && tolerance >= 0.0))
+    detail::fail(where, "expected a finite tolerance >= 0, got {}", tolerance);
+  linalg::PartialSVDOptions options;
+  options.tolerance = tolerance;
+  options.seed = rng();
+  linalg::PartialSVD<Scalar> svd;
+  request.weight.visit([&](const auto& W) {
+    if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
+    svd.compute(W, request.rank, options);
+    if (svd.info() != Eigen::Success && svd.method() != linalg::PartialSVDMethod::Dense) {
+      options.method = linalg::PartialSVDMethod::Dense;
+      svd.compute(W, request.rank, options);
+    }
+  });
+  return detail::singularFactors<Scalar>(svd.matrixU(), svd.singularValues(), svd.matrixV(),
+                                         request.scalingFactor());
+}
+
+// Compiled once in liblorapp (src/init/svd_family.cpp) unless LORA_NO_EXTERN_TEMPLATES.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template Factors<float> Pissa::initialize<float>(const Request<float>&, Rng&) const;
+extern template Factors<double> Pissa::initialize<double>(const Request<double>&, Rng&) const;
+#endif
 
 /// \brief Fast PiSSA with a randomized SVD (PEFT `init_lora_weights="pissa_niter_K"`, K = NIter).
 ///

@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "lora/analysis/weight_statistics.hpp"
 #include "lora/init/initializer.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 
 namespace lora::init {
 
@@ -15,7 +15,7 @@ namespace lora::init {
 /// the article's `effective_rank // 2`), else 0.2 and 0.05; A ~ N(0, std_A²), B ~ N(0, std_B²).
 ///
 /// Source: the article's `AdaptiveLoRAInitializer.adaptive_init`. The statistics come from
-/// \p statistics when given (compute them once per layer with analysis::weightStatistics), else
+/// \p statistics when given (compute them once per layer with linalg::weightStatistics), else
 /// from the request's base weight (one SVD-class computation per layer: O(out·in·min(out, in))).
 /// Where the article silently falls back to xavier_lora for an unknown layer, this throws: a layer
 /// without statistics is a caller error. B ≠ 0: s·B·A ≠ 0 at step 0 (wrap in SubtractDelta to keep
@@ -23,13 +23,13 @@ namespace lora::init {
 struct StatisticsAdaptive {
   double strength = 1.0;  ///< the article's adaptation_strength
   /// Precomputed statistics of this layer's W; shared, so copies stay cheap.
-  std::shared_ptr<const analysis::WeightStatistics> statistics{};
+  std::shared_ptr<const linalg::WeightStatistics> statistics{};
 
   static constexpr bool dataDependent = true;
   static std::string name() { return "statistics_adaptive"; }
 
   /// (std_A, std_B) for rank \p rank from \p s.
-  std::pair<double, double> stds(const analysis::WeightStatistics& s, Eigen::Index rank) const {
+  std::pair<double, double> stds(const linalg::WeightStatistics& s, Eigen::Index rank) const {
     const double scale = s.spectralNorm * strength;
     const bool lowRank = rank <= s.effectiveRank / 2;
     return {s.std * scale * (lowRank ? 0.5 : 0.2), s.std * scale * (lowRank ? 0.1 : 0.05)};
@@ -40,11 +40,11 @@ struct StatisticsAdaptive {
     constexpr const char* where = "StatisticsAdaptive::initialize";
     if (!(std::isfinite(strength) && strength > 0.0))
       detail::fail(where, "expected a positive finite strength, got {}", strength);
-    analysis::WeightStatistics computed;
-    const analysis::WeightStatistics* s = statistics.get();
+    linalg::WeightStatistics computed;
+    const linalg::WeightStatistics* s = statistics.get();
     if (s == nullptr) {
       requireWeight(request, where);
-      computed = analysis::weightStatistics(request.weight);
+      computed = linalg::weightStatistics(request.weight);
       s = &computed;
     } else if (s->rows != request.outFeatures || s->cols != request.inFeatures) {
       detail::fail(where, "expected statistics of a {}x{} weight, got {}x{}", request.outFeatures,

@@ -2,9 +2,10 @@
 /// \file adapter_config.hpp
 /// \brief The LoRA fields of a HuggingFace PEFT `adapter_config.json`, with PEFT's pattern rules.
 
+#include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,19 +71,19 @@ struct AdapterConfig {
   bool targets(std::string_view module) const;
 
  private:
-  struct CompiledPattern {
-    std::string key;
-    std::regex regex;
-  };
+  /// A pattern key and its compiled std::regex; defined in src/io/adapter_config.cpp, so that
+  /// <regex> stays out of this header. Immutable once built, so copies of the config share it.
+  struct CompiledPattern;
+  using CompiledPatternPtr = std::shared_ptr<const CompiledPattern>;
 
-  bool patternMatches(const std::vector<CompiledPattern>& cache, std::size_t i,
+  bool patternMatches(const std::vector<CompiledPatternPtr>& cache, std::size_t i,
                       const std::string& key, std::string_view module,
                       std::string_view where) const;
 
   // Precompiled at parse time; a field changed afterwards is compiled on use.
-  std::vector<CompiledPattern> m_rankRegex;
-  std::vector<CompiledPattern> m_alphaRegex;
-  std::optional<CompiledPattern> m_targetRegex;
+  std::vector<CompiledPatternPtr> m_rankRegex;
+  std::vector<CompiledPatternPtr> m_alphaRegex;
+  CompiledPatternPtr m_targetRegex;  ///< null when target_modules is not a regex
 };
 
 }  // namespace lora

@@ -57,69 +57,8 @@ class FactoredSVD {
   FactoredSVD& compute(const Eigen::MatrixBase<DerivedB>& B, const Eigen::MatrixBase<DerivedA>& A,
                        Scalar scale = Scalar(1),
                        unsigned options = Eigen::ComputeThinU | Eigen::ComputeThinV) {
-    constexpr const char* where = "FactoredSVD::compute";
-    if (B.cols() != A.rows())
-      detail::fail(where,
-                   "expected B (out x r) and A (r x in) with the same r, got B {}x{} and A {}x{}",
-                   B.rows(), B.cols(), A.rows(), A.cols());
-    if (B.cols() < 1 || B.rows() < 1 || A.cols() < 1)
-      detail::fail(where, "expected non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
-                   A.rows(), A.cols());
-    if (!std::isfinite(scale)) detail::fail(where, "expected a finite scale, got {}", scale);
-    if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
-    if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
-
-    const Index out = B.rows();
-    const Index in = A.cols();
-    const Index r = B.cols();
-    const Index pB = std::min(out, r);
-    const Index pA = std::min(in, r);
-    const Index k = std::min(pB, pA);
-
-    const RealScalar maxB = B.cwiseAbs().maxCoeff();
-    const RealScalar maxA = A.cwiseAbs().maxCoeff();
-    m_normB = maxB > RealScalar(0) ? maxB : RealScalar(1);
-    m_normA = maxA > RealScalar(0) ? maxA : RealScalar(1);
-
-    m_qrB.compute(B / m_normB);
-    m_qrA.compute(A.transpose() / m_normA);
-    m_rB = m_qrB.matrixQR().topRows(pB).template triangularView<Eigen::Upper>();
-    m_rA = m_qrA.matrixQR().topRows(pA).template triangularView<Eigen::Upper>();
-
-    const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
-    const Matrix core = m_rB * m_rA.transpose();  // pB x pA
-    const auto coreSvd = denseSVD(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0u);
-    m_info = coreSvd.info;
-
-    // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
-    // product does not overflow when the final one would not.
-    m_singularValues = coreSvd.S.head(k);
-    const RealScalar absScale = std::abs(scale);
-    m_singularValues *= m_normB;
-    m_singularValues *= m_normA;
-    m_singularValues *= absScale;
-
-    m_computedU = (options & Eigen::ComputeThinU) != 0;
-    m_computedV = (options & Eigen::ComputeThinV) != 0;
-    m_coreU = vectors ? Matrix(coreSvd.U.leftCols(k)) : Matrix();
-    m_coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
-    if (scale < Scalar(0)) m_coreU = -m_coreU;
-    if (m_computedU) {
-      m_matrixU = Matrix::Zero(out, k);
-      m_matrixU.topRows(pB) = m_coreU;
-      m_matrixU.applyOnTheLeft(m_qrB.householderQ());
-    } else {
-      m_matrixU.resize(0, 0);
-    }
-    if (m_computedV) {
-      m_matrixV = Matrix::Zero(in, k);
-      m_matrixV.topRows(pA) = m_coreV;
-      m_matrixV.applyOnTheLeft(m_qrA.householderQ());
-    } else {
-      m_matrixV.resize(0, 0);
-    }
-    m_initialized = true;
-    return *this;
+    // Column-major storage is read in place; other layouts and expressions are evaluated once.
+    return computeFromFactors(B, A, scale, options);
   }
 
   /// The k = min(r, out, in) singular values, decreasing, all >= 0.
@@ -166,21 +105,17 @@ class FactoredSVD {
   }
 
  private:
+  using ConstRef = Eigen::Ref<const Matrix>;
+  // The whole computation, compiled once per Scalar (src/linalg/svd_instances.cpp).
+  FactoredSVD& computeFromFactors(const ConstRef& B, const ConstRef& A, Scalar scale,
+                                  unsigned options);
+
   void requireComputed(const char* where) const {
     if (!m_initialized)
       detail::fail(where, "expected a computed decomposition, got one never computed");
   }
   Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
-                     RealScalar norm) const {
-    requireComputed(where);
-    if (coreVectors.size() == 0)
-      detail::fail(where,
-                   "expected a decomposition computed with singular vectors, got values only");
-    Eigen::CompleteOrthogonalDecomposition<Matrix> cod(R);  // R is p x r, its pseudo-inverse r x p
-    Matrix c = cod.pseudoInverse() * coreVectors;
-    c /= norm;
-    return c;
-  }
+                     RealScalar norm) const;
 
   Eigen::HouseholderQR<Matrix> m_qrB, m_qrA;
   Matrix m_rB, m_rA, m_coreU, m_coreV, m_matrixU, m_matrixV;
@@ -189,5 +124,94 @@ class FactoredSVD {
   Eigen::ComputationInfo m_info = Eigen::Success;
   bool m_computedU = false, m_computedV = false, m_initialized = false;
 };
+
+template <typename Scalar_>
+FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B, const ConstRef& A,
+                                                               Scalar scale, unsigned options) {
+  constexpr const char* where = "FactoredSVD::compute";
+  if (B.cols() != A.rows())
+    detail::fail(where,
+                 "expected B (out x r) and A (r x in) with the same r, got B {}x{} and A {}x{}",
+                 B.rows(), B.cols(), A.rows(), A.cols());
+  if (B.cols() < 1 || B.rows() < 1 || A.cols() < 1)
+    detail::fail(where, "expected non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
+                 A.rows(), A.cols());
+  if (!std::isfinite(scale)) detail::fail(where, "expected a finite scale, got {}", scale);
+  if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
+  if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
+
+  const Index out = B.rows();
+  const Index in = A.cols();
+  const Index r = B.cols();
+  const Index pB = std::min(out, r);
+  const Index pA = std::min(in, r);
+  const Index k = std::min(pB, pA);
+
+  const RealScalar maxB = B.cwiseAbs().maxCoeff();
+  const RealScalar maxA = A.cwiseAbs().maxCoeff();
+  m_normB = maxB > RealScalar(0) ? maxB : RealScalar(1);
+  m_normA = maxA > RealScalar(0) ? maxA : RealScalar(1);
+
+  m_qrB.compute(B / m_normB);
+  m_qrA.compute(A.transpose() / m_normA);
+  m_rB = m_qrB.matrixQR().topRows(pB).template triangularView<Eigen::Upper>();
+  m_rA = m_qrA.matrixQR().topRows(pA).template triangularView<Eigen::Upper>();
+
+  const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
+  const Matrix core = m_rB * m_rA.transpose();  // pB x pA
+  const auto coreSvd = denseSVD(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0u);
+  m_info = coreSvd.info;
+
+  // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
+  // product does not overflow when the final one would not.
+  m_singularValues = coreSvd.S.head(k);
+  const RealScalar absScale = std::abs(scale);
+  m_singularValues *= m_normB;
+  m_singularValues *= m_normA;
+  m_singularValues *= absScale;
+
+  m_computedU = (options & Eigen::ComputeThinU) != 0;
+  m_computedV = (options & Eigen::ComputeThinV) != 0;
+  m_coreU = vectors ? Matrix(coreSvd.U.leftCols(k)) : Matrix();
+  m_coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
+  if (scale < Scalar(0)) m_coreU = -m_coreU;
+  if (m_computedU) {
+    m_matrixU = Matrix::Zero(out, k);
+    m_matrixU.topRows(pB) = m_coreU;
+    m_matrixU.applyOnTheLeft(m_qrB.householderQ());
+  } else {
+    m_matrixU.resize(0, 0);
+  }
+  if (m_computedV) {
+    m_matrixV = Matrix::Zero(in, k);
+    m_matrixV.topRows(pA) = m_coreV;
+    m_matrixV.applyOnTheLeft(m_qrA.householderQ());
+  } else {
+    m_matrixV.resize(0, 0);
+  }
+  m_initialized = true;
+  return *this;
+}
+
+template <typename Scalar_>
+typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::coordinates(const char* where,
+                                                                        const Matrix& R,
+                                                                        const Matrix& coreVectors,
+                                                                        RealScalar norm) const {
+  requireComputed(where);
+  if (coreVectors.size() == 0)
+    detail::fail(where, "expected a decomposition computed with singular vectors, got values only");
+  Eigen::CompleteOrthogonalDecomposition<Matrix> cod(R);  // R is p x r, its pseudo-inverse r x p
+  Matrix c = cod.pseudoInverse() * coreVectors;
+  c /= norm;
+  return c;
+}
+
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp). Define LORA_NO_EXTERN_TEMPLATES to
+// compile them in the translation unit instead, with its own flags.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class FactoredSVD<float>;
+extern template class FactoredSVD<double>;
+#endif
 
 }  // namespace lora::linalg

@@ -8,13 +8,13 @@
 #include <limits>
 #include <type_traits>
 
-#include <Eigen/Core>
 #include <Spectra/SymEigsSolver.h>
+#include <Eigen/Core>
 
-#include "lora/detail/svd_kernels.hpp"
+#include "lora/linalg/detail/svd_kernels.hpp"
+#include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/symmetric_eigen.hpp"
-#include "lora/error.hpp"
 #include "lora/random.hpp"
 
 namespace lora::linalg {
@@ -109,9 +109,8 @@ class PartialSVD {
                       const PartialSVDOptions& options = {}) {
     static_assert(std::is_same_v<typename Derived::Scalar, Scalar>,
                   "lora::linalg::PartialSVD: the matrix Scalar must match PartialSVD's Scalar");
-    detail::withStorage(W, [&](const View& S, bool transposed) {
-      computeStored(S, transposed, k, options);
-    });
+    detail::withStorage(
+        W, [&](const View& S, bool transposed) { computeStored(S, transposed, k, options); });
     return *this;
   }
 
@@ -144,58 +143,7 @@ class PartialSVD {
   using View = detail::StridedView<Scalar>;
 
   // W = S (transposed == false) or S^T. Everything below is compiled once per Scalar.
-  void computeStored(const View& S, bool transposed, Index k, const PartialSVDOptions& options) {
-    constexpr const char* where = "PartialSVD::compute";
-    const Index m = transposed ? S.cols() : S.rows();
-    const Index n = transposed ? S.rows() : S.cols();
-    if (m < 1 || n < 1) detail::fail(where, "expected a non-empty matrix, got {}x{}", m, n);
-    const Index minDim = std::min(m, n);
-    if (k < 1 || k > minDim)
-      detail::fail(where, "expected 1 <= k <= min(m, n) = {}, got k = {}", minDim, k);
-    if (!(std::isfinite(options.tolerance) && options.tolerance >= 0.0))
-      detail::fail(where, "expected a finite tolerance >= 0, got {}", options.tolerance);
-    if (options.maxIterations < 0)
-      detail::fail(where, "expected maxIterations >= 0, got {}", options.maxIterations);
-    if (options.blockSize < 0)
-      detail::fail(where, "expected blockSize >= 0, got {}", options.blockSize);
-    if (!S.allFinite()) detail::fail(where, "expected a finite matrix, got NaN or Inf");
-
-    Result r;
-    r.tolerance = options.tolerance > 0.0 ? options.tolerance : defaultTolerance();
-    const Scalar maxAbs = S.cwiseAbs().maxCoeff();
-    if (maxAbs == Scalar(0)) {
-      r.U = Matrix::Identity(m, k);
-      r.V = Matrix::Identity(n, k);
-      r.S = Vector::Zero(k);
-      r.method = PartialSVDMethod::Dense;
-    } else {
-      PartialSVDMethod method = options.method;
-      if (method == PartialSVDMethod::Auto)
-        method = minDim <= std::max<Index>(128, 6 * k) ? PartialSVDMethod::Dense
-                                                       : PartialSVDMethod::Lanczos;
-      // Spectra needs k < min(m, n) - 1 and room for its Lanczos basis.
-      if (method == PartialSVDMethod::Lanczos && k + 1 >= minDim)
-        method = PartialSVDMethod::BlockKrylov;
-      r.method = method;
-      Tuning t;
-      t.k = k;
-      t.tolerance = static_cast<Scalar>(r.tolerance);
-      t.maxIterations = options.maxIterations > 0 ? options.maxIterations : 300;
-      t.blockSize = options.blockSize > 0 ? options.blockSize : k + std::max<Index>(8, k / 2);
-      t.scale = Scalar(1) / maxAbs;
-      Rng rng(options.seed);
-      // The methods run on a tall A (rows >= cols): A = S or S^T; U and V swap when A = W^T.
-      const bool tallS = S.rows() >= S.cols();
-      if (tallS)
-        run(S, t, rng, r);
-      else
-        run(S.transpose(), t, rng, r);
-      if (tallS == transposed) r.U.swap(r.V);
-      detail::normalizeSigns<Scalar>(r.U, r.V);
-    }
-    m_result = std::move(r);
-    m_initialized = true;
-  }
+  void computeStored(const View& S, bool transposed, Index k, const PartialSVDOptions& options);
 
   struct Result {
     Matrix U, V;
@@ -228,8 +176,7 @@ class PartialSVD {
     const Matrix R2 = A.transpose() * U - V * S.asDiagonal();
     products += 2 * V.cols();
     if (S(0) == Scalar(0)) return 0.0;
-    const Scalar worst =
-        std::max(R1.colwise().norm().maxCoeff(), R2.colwise().norm().maxCoeff());
+    const Scalar worst = std::max(R1.colwise().norm().maxCoeff(), R2.colwise().norm().maxCoeff());
     return static_cast<double>(worst) / static_cast<double>(S(0));
   }
 
@@ -281,8 +228,7 @@ class PartialSVD {
   };
 
   template <typename DerivedA>
-  static void lanczos(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Rng& rng,
-                      Result& r) {
+  static void lanczos(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Rng& rng, Result& r) {
     const Index n = A.cols();
     GramOp<DerivedA> op{A.derived(), t.scale * t.scale, Vector(A.rows())};
     const Index ncv = std::min(n, std::max(2 * t.k + 1, t.k + 16));
@@ -319,7 +265,7 @@ class PartialSVD {
     const Scalar eps = std::numeric_limits<Scalar>::epsilon();
 
     Matrix K(n, dMax), Z(m, dMax), T(n, dMax);  // basis, c·A·K, c·A^T·(c·A·K)
-    MatrixD G(dMax, dMax);                       // Z^T Z, the projected Gram matrix
+    MatrixD G(dMax, dMax);                      // Z^T Z, the projected Gram matrix
     Index d = 0, lastBegin = 0, lastWidth = 0;
     r.products = 0;
     r.iterations = 0;
@@ -334,7 +280,8 @@ class PartialSVD {
       Tb.noalias() = A.transpose() * Zb;
       Tb *= c;
       const MatrixD Zd = Zb.template cast<double>();
-      G.block(0, d, d + w, w).noalias() = Z.leftCols(d + w).template cast<double>().transpose() * Zd;
+      G.block(0, d, d + w, w).noalias() =
+          Z.leftCols(d + w).template cast<double>().transpose() * Zd;
       G.block(d, 0, w, d) = G.block(0, d, d, w).transpose();
       lastBegin = d;
       lastWidth = w;
@@ -373,8 +320,7 @@ class PartialSVD {
         const Vector sk = theta.head(k).cwiseSqrt().template cast<Scalar>();
         const Scalar s1 = sk(0);
         // Estimated Gram residuals ‖c²A^T A v − θ v‖ of the Ritz vectors v = K y.
-        const Matrix E =
-            T.leftCols(d) * Yk - K.leftCols(d) * (Yk * sk.cwiseAbs2().asDiagonal());
+        const Matrix E = T.leftCols(d) * Yk - K.leftCols(d) * (Yk * sk.cwiseAbs2().asDiagonal());
         bool gate = true;
         for (Index i = 0; i < k && gate; ++i) {
           const Scalar g = E.col(i).norm();
@@ -430,6 +376,61 @@ class PartialSVD {
   Result m_result;
   bool m_initialized = false;
 };
+
+template <typename Scalar_>
+void PartialSVD<Scalar_>::computeStored(const View& S, bool transposed, Index k,
+                                        const PartialSVDOptions& options) {
+  constexpr const char* where = "PartialSVD::compute";
+  const Index m = transposed ? S.cols() : S.rows();
+  const Index n = transposed ? S.rows() : S.cols();
+  if (m < 1 || n < 1) detail::fail(where, "expected a non-empty matrix, got {}x{}", m, n);
+  const Index minDim = std::min(m, n);
+  if (k < 1 || k > minDim)
+    detail::fail(where, "expected 1 <= k <= min(m, n) = {}, got k = {}", minDim, k);
+  if (!(std::isfinite(options.tolerance) && options.tolerance >= 0.0))
+    detail::fail(where, "expected a finite tolerance >= 0, got {}", options.tolerance);
+  if (options.maxIterations < 0)
+    detail::fail(where, "expected maxIterations >= 0, got {}", options.maxIterations);
+  if (options.blockSize < 0)
+    detail::fail(where, "expected blockSize >= 0, got {}", options.blockSize);
+  if (!S.allFinite()) detail::fail(where, "expected a finite matrix, got NaN or Inf");
+
+  Result r;
+  r.tolerance = options.tolerance > 0.0 ? options.tolerance : defaultTolerance();
+  const Scalar maxAbs = S.cwiseAbs().maxCoeff();
+  if (maxAbs == Scalar(0)) {
+    r.U = Matrix::Identity(m, k);
+    r.V = Matrix::Identity(n, k);
+    r.S = Vector::Zero(k);
+    r.method = PartialSVDMethod::Dense;
+  } else {
+    PartialSVDMethod method = options.method;
+    if (method == PartialSVDMethod::Auto)
+      method = minDim <= std::max<Index>(128, 6 * k) ? PartialSVDMethod::Dense
+                                                     : PartialSVDMethod::Lanczos;
+    // Spectra needs k < min(m, n) - 1 and room for its Lanczos basis.
+    if (method == PartialSVDMethod::Lanczos && k + 1 >= minDim)
+      method = PartialSVDMethod::BlockKrylov;
+    r.method = method;
+    Tuning t;
+    t.k = k;
+    t.tolerance = static_cast<Scalar>(r.tolerance);
+    t.maxIterations = options.maxIterations > 0 ? options.maxIterations : 300;
+    t.blockSize = options.blockSize > 0 ? options.blockSize : k + std::max<Index>(8, k / 2);
+    t.scale = Scalar(1) / maxAbs;
+    Rng rng(options.seed);
+    // The methods run on a tall A (rows >= cols): A = S or S^T; U and V swap when A = W^T.
+    const bool tallS = S.rows() >= S.cols();
+    if (tallS)
+      run(S, t, rng, r);
+    else
+      run(S.transpose(), t, rng, r);
+    if (tallS == transposed) r.U.swap(r.V);
+    detail::normalizeSigns<Scalar>(r.U, r.V);
+  }
+  m_result = std::move(r);
+  m_initialized = true;
+}
 
 // Compiled once in liblorapp (src/linalg/svd_instances.cpp): a translation unit that uses
 // PartialSVD<float> or <double> instantiates only the thin compute() wrapper, not the methods.

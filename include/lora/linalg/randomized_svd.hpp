@@ -8,7 +8,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/detail/svd_kernels.hpp"
+#include "lora/linalg/detail/svd_kernels.hpp"
 #include "lora/error.hpp"
 #include "lora/random.hpp"
 

@@ -3,15 +3,13 @@
 /// \brief A loss-plateau detector that works: the least-squares slope of the recent losses,
 /// tested against their own noise.
 
-#include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <deque>
 #include <string>
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"
+#include "lora/error.hpp"  // lora::Error, which these throw
 #include "lora/rank/decision.hpp"
 
 namespace lora::rank {
@@ -39,19 +37,19 @@ struct SlopeFit {
   double mean = 0;            ///< of the losses
 };
 
+}  // namespace lora::rank
+
+namespace lora::detail {
+/// fitSlope() on the losses in double, compiled in liblorapp (src/rank/slope_plateau.cpp).
+rank::SlopeFit fitSlopeDouble(const Eigen::ArrayXd& v);
+}  // namespace lora::detail
+
+namespace lora::rank {
+
 /// Fits loss_t = a + b·t to \p y (t = 0..n−1, n >= 3).
 template <typename Derived>
 SlopeFit fitSlope(const Eigen::DenseBase<Derived>& y) {
-  const Eigen::Index n = y.size();
-  if (n < 3) detail::fail("fitSlope", "expected at least 3 losses, got {}", n);
-  const Eigen::ArrayXd v = y.derived().template cast<double>().array();
-  const Eigen::ArrayXd t = Eigen::ArrayXd::LinSpaced(n, 0.0, static_cast<double>(n - 1));
-  const double tMean = t.mean(), yMean = v.mean();
-  const double sxx = (t - tMean).square().sum();
-  const double slope = ((t - tMean) * (v - yMean)).sum() / sxx;
-  const Eigen::ArrayXd residual = v - (yMean + slope * (t - tMean));
-  const double s2 = residual.square().sum() / static_cast<double>(n - 2);
-  return {slope, std::sqrt(s2 / sxx), yMean};
+  return detail::fitSlopeDouble(y.derived().template cast<double>().array());
 }
 
 /// \brief Grows the rank when the loss has stopped improving, and only then.
@@ -73,80 +71,20 @@ class SlopePlateau {
  public:
   using Options = SlopePlateauOptions;
 
-  explicit SlopePlateau(const Options& options = {}) : m_opt(options) {
-    constexpr const char* where = "SlopePlateau::SlopePlateau";
-    if (options.minRank < 1 || options.maxRank < options.minRank)
-      detail::fail(where, "expected 1 <= minRank <= maxRank, got minRank {} and maxRank {}",
-                   options.minRank, options.maxRank);
-    if (options.initialRank < 1)
-      detail::fail(where, "expected initialRank >= 1, got {}", options.initialRank);
-    if (options.window < 4) detail::fail(where, "expected window >= 4, got {}", options.window);
-    if (!(std::isfinite(options.minRelativeImprovement) && options.minRelativeImprovement >= 0))
-      detail::fail(where, "expected a finite minRelativeImprovement >= 0, got {}",
-                   options.minRelativeImprovement);
-    if (!(std::isfinite(options.tCritical) && options.tCritical >= 0))
-      detail::fail(where, "expected a finite tCritical >= 0, got {}", options.tCritical);
-    if (!(std::isfinite(options.increaseFactor) && options.increaseFactor >= 1))
-      detail::fail(where, "expected a finite increaseFactor >= 1, got {}", options.increaseFactor);
-    m_rank = options.initialRank;
-  }
+  explicit SlopePlateau(const Options& options = {});
 
   static std::string name() { return "slope_plateau"; }
 
-  Decision observe(double loss) {
-    if (!std::isfinite(loss))
-      detail::fail("SlopePlateau::observe", "expected a finite loss, got {}", loss);
-    m_losses.push_back(loss);
-    if (m_losses.size() > m_opt.window) m_losses.pop_front();
-    if (m_cooldown > 0) {
-      --m_cooldown;
-      return {false, "cooldown", m_rank};
-    }
-    if (m_losses.size() < m_opt.window) return {false, "insufficient_history", m_rank};
-    m_fit = fitSlope(window());
-    const double span = static_cast<double>(m_opt.window - 1);
-    const double improvement = -m_fit.slope * span;
-    const double margin = m_opt.tCritical * m_fit.standardError * span;
-    const double needed = m_opt.minRelativeImprovement * std::abs(m_fit.mean);
-    if (m_fit.slope > m_opt.tCritical * m_fit.standardError && -improvement > needed)
-      return {false, "loss_increasing", m_rank};
-    if (improvement + margin < needed) {
-      if (m_rank >= m_opt.maxRank) return {false, "at_max_rank", m_rank};
-      if (m_opt.requirePayoff && m_stopped) return {false, "growth_did_not_help", m_rank};
-      if (m_opt.requirePayoff && m_grown &&
-          m_plateauBefore - m_fit.mean < m_opt.minRelativeImprovement * std::abs(m_plateauBefore)) {
-        m_stopped = true;
-        return {false, "growth_did_not_help", m_rank};
-      }
-      m_grown = true;
-      m_plateauBefore = m_fit.mean;
-      const auto scaled =
-          static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.increaseFactor);
-      m_cooldown = m_opt.window;
-      return {true, "plateau_increase_rank", std::min(std::max(m_rank + 1, scaled), m_opt.maxRank)};
-    }
-    if (improvement - margin > needed) {
-      m_stopped = false;
-      return {false, "improving", m_rank};
-    }
-    return {false, "no_clear_signal", m_rank};
-  }
+  Decision observe(double loss);
 
   Eigen::Index currentRank() const noexcept { return m_rank; }
-  void setRank(Eigen::Index rank) {
-    if (rank < 1) detail::fail("SlopePlateau::setRank", "expected a rank >= 1, got {}", rank);
-    m_rank = rank;
-  }
+  void setRank(Eigen::Index rank);
   /// The last fit (zero until a full window was seen).
   const SlopeFit& lastFit() const noexcept { return m_fit; }
   const Options& options() const noexcept { return m_opt; }
 
  private:
-  Eigen::ArrayXd window() const {
-    Eigen::ArrayXd y(static_cast<Eigen::Index>(m_losses.size()));
-    std::copy(m_losses.begin(), m_losses.end(), y.data());
-    return y;
-  }
+  Eigen::ArrayXd window() const;
 
   Options m_opt;
   Eigen::Index m_rank = 8;

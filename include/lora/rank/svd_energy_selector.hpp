@@ -2,14 +2,12 @@
 /// \file svd_energy_selector.hpp
 /// \brief Rank from the energy of the layer's own delta s·B·A.
 
-#include <algorithm>
-#include <cmath>
 #include <string>
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"
-#include "lora/linalg/spectrum.hpp"
+#include "lora/error.hpp"  // lora::Error, which these throw
+#include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it
 #include "lora/rank/decision.hpp"
 
 namespace lora::rank {
@@ -34,35 +32,15 @@ class SvdEnergySelector {
  public:
   using Options = SvdEnergySelectorOptions;
 
-  explicit SvdEnergySelector(const Options& options = {}) : m_opt(options) {
-    constexpr const char* where = "SvdEnergySelector::SvdEnergySelector";
-    if (options.minRank < 1 || options.maxRank < options.minRank)
-      detail::fail(where, "expected 1 <= minRank <= maxRank, got minRank {} and maxRank {}",
-                   options.minRank, options.maxRank);
-    if (options.initialRank < 1)
-      detail::fail(where, "expected initialRank >= 1, got {}", options.initialRank);
-    if (!(options.energy > 0 && options.energy <= 1))
-      detail::fail(where, "expected energy in (0, 1], got {}", options.energy);
-    if (options.minChange < 1)
-      detail::fail(where, "expected minChange >= 1, got {}", options.minChange);
-    m_rank = options.initialRank;
-  }
+  explicit SvdEnergySelector(const Options& options = {});
 
   static std::string name() { return "svd_energy"; }
 
   /// \p sigma: the singular values of s·B·A (Layer::spectrum() cast to double).
-  Decision observe(const Eigen::VectorXd& sigma) {
-    const Eigen::Index k =
-        std::clamp(linalg::energyRank(sigma, m_opt.energy), m_opt.minRank, m_opt.maxRank);
-    if (std::abs(k - m_rank) >= m_opt.minChange) return {true, "energy_rank", k};
-    return {false, "energy_rank_unchanged", m_rank};
-  }
+  Decision observe(const Eigen::VectorXd& sigma);
 
   Eigen::Index currentRank() const noexcept { return m_rank; }
-  void setRank(Eigen::Index rank) {
-    if (rank < 1) detail::fail("SvdEnergySelector::setRank", "expected a rank >= 1, got {}", rank);
-    m_rank = rank;
-  }
+  void setRank(Eigen::Index rank);
 
  private:
   Options m_opt;

@@ -106,27 +106,9 @@ class Optimizer {
 
   /// Registers \p layer (its A and B become trainable parameters, with fresh state). \p name
   /// appears in errors; by default "layer <index>". A layer can be registered once.
-  void add(LayerType& layer, std::string name = {}) {
-    constexpr const char* where = "Optimizer::add";
-    if (find(layer) != nullptr)
-      detail::fail(where, "expected a layer not yet registered, got '{}' a second time",
-                   find(layer)->name);
-    if (layer.isMerged())
-      detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
-    Entry e;
-    e.layer = &layer;
-    e.name = name.empty() ? "layer " + std::to_string(m_entries.size()) : std::move(name);
-    fresh(e);
-    m_entries.push_back(std::move(e));
-  }
+  void add(LayerType& layer, std::string name = {});
   /// Forgets \p layer and its state.
-  void remove(const LayerType& layer) {
-    const auto it = std::find_if(m_entries.begin(), m_entries.end(),
-                                 [&](const Entry& e) { return e.layer == &layer; });
-    if (it == m_entries.end())
-      detail::fail("Optimizer::remove", "expected a registered layer, got one never added");
-    m_entries.erase(it);
-  }
+  void remove(const LayerType& layer);
   bool contains(const LayerType& layer) const { return find(layer) != nullptr; }
   std::size_t size() const noexcept { return m_entries.size(); }
   const std::string& nameOf(const LayerType& layer) const {
@@ -138,13 +120,7 @@ class Optimizer {
   /// non-finite gradient norm, or an update that would make a factor or a moment NaN or Inf.
   StepReport step() { return stepImpl(); }
   /// As step(), and first refuses a NaN or infinite \p loss.
-  StepReport step(double loss) {
-    if (!std::isfinite(loss))
-      detail::fail("Optimizer::step",
-                   "expected a finite loss, got {} (step refused: parameters and state unchanged)",
-                   loss);
-    return stepImpl();
-  }
+  StepReport step(double loss);
 
   /// Steps taken (successful ones).
   std::int64_t steps() const noexcept { return m_steps; }
@@ -160,49 +136,18 @@ class Optimizer {
   const OptimizerOptions& options() const noexcept { return m_options; }
 
   /// Resizes \p layer (Layer::resize) and carries its state into the new basis.
-  ResizeReport<Scalar> resize(LayerType& layer, Index newRank, const ResizeOptions& options = {}) {
-    Entry& e = entry("Optimizer::resize", layer);
-    checkInSync("Optimizer::resize", e);
-    ResizeReport<Scalar> report = layer.resize(newRank, options);  // throws: nothing changed
-    apply(e, report);
-    return report;
-  }
+  ResizeReport<Scalar> resize(LayerType& layer, Index newRank, const ResizeOptions& options = {});
   /// Keeps the chosen singular triplets (Layer::keepDirections) and carries the state.
   ResizeReport<Scalar> keepDirections(LayerType& layer, const std::vector<Index>& keep,
-                                      const ResizeOptions& options = {}) {
-    Entry& e = entry("Optimizer::keepDirections", layer);
-    checkInSync("Optimizer::keepDirections", e);
-    ResizeReport<Scalar> report = layer.keepDirections(keep, options);
-    apply(e, report);
-    return report;
-  }
+                                      const ResizeOptions& options = {});
   /// Carries \p layer's state through \p report, a resize the caller already made (the report's
   /// old rank must be the state's rank, its new rank the layer's rank now).
-  void carryState(LayerType& layer, const ResizeReport<Scalar>& report) {
-    constexpr const char* where = "Optimizer::carryState";
-    Entry& e = entry(where, layer);
-    if (report.oldRank != e.rank || report.newRank != layer.rank())
-      detail::fail(where,
-                   "expected a report from rank {} (the state of '{}') to rank {} (the layer now), "
-                   "got one from {} to {}",
-                   e.rank, e.name, layer.rank(), report.oldRank, report.newRank);
-    (void)GradientMaps<Scalar>::from(report);  // validates the transforms before any change
-    apply(e, report);
-  }
+  void carryState(LayerType& layer, const ResizeReport<Scalar>& report);
   /// Drops \p layer's state (moments zero, step counts 0) and accepts its factors as they are.
   void resetState(LayerType& layer) { fresh(entry("Optimizer::resetState", layer)); }
 
   /// A copy of \p layer's state, in the layer's layout.
-  LayerState<Scalar> state(const LayerType& layer) const {
-    const Entry& e = entry("Optimizer::state", layer);
-    LayerState<Scalar> s;
-    s.firstA = e.a.first;
-    s.secondA = e.a.second;
-    s.firstB = e.b.first.transpose();
-    s.secondB = e.b.second.transpose();
-    s.steps = e.steps;
-    return s;
-  }
+  LayerState<Scalar> state(const LayerType& layer) const;
 
  private:
   struct Entry {
@@ -215,164 +160,296 @@ class Optimizer {
     std::uint64_t fingerprint = 0;
   };
 
-  static void checkOptions(const OptimizerOptions& o) {
-    constexpr const char* where = "Optimizer::Optimizer";
-    if (!(std::isfinite(o.maxGradNorm) && o.maxGradNorm >= 0))
-      detail::fail(where, "expected a finite maxGradNorm >= 0 (0: no clipping), got {}",
-                   o.maxGradNorm);
-    if (!(std::isfinite(o.loraPlusRatio) && o.loraPlusRatio > 0))
-      detail::fail(where, "expected a finite loraPlusRatio > 0, got {}", o.loraPlusRatio);
-  }
+  static void checkOptions(const OptimizerOptions& o);
 
   /// A 64-bit FNV-1a hash of the shapes and bit patterns of A and B.
-  static std::uint64_t fingerprint(const LayerType& layer) {
-    std::uint64_t h = 1469598103934665603ULL;
-    const auto mix = [&h](std::uint64_t word) {
-      h ^= word;
-      h *= 1099511628211ULL;
-    };
-    for (const Matrix* m : {&layer.A(), &layer.B()}) {
-      mix(static_cast<std::uint64_t>(m->rows()));
-      mix(static_cast<std::uint64_t>(m->cols()));
-      for (Index i = 0; i < m->size(); ++i) {
-        std::conditional_t<sizeof(Scalar) == 8, std::uint64_t, std::uint32_t> bits;
-        std::memcpy(&bits, m->data() + i, sizeof(Scalar));
-        mix(bits);
-      }
-    }
-    return h;
-  }
+  static std::uint64_t fingerprint(const LayerType& layer);
 
-  void fresh(Entry& e) const {
-    const LayerType& l = *e.layer;
-    m_rule.initialize(e.a, l.rank(), l.inFeatures());
-    m_rule.initialize(e.b, l.rank(), l.outFeatures());
-    e.steps.assign(static_cast<std::size_t>(l.rank()), 0);
-    e.rank = l.rank();
-    e.fingerprint = fingerprint(l);
-  }
+  void fresh(Entry& e) const;
 
-  const Entry* find(const LayerType& layer) const {
-    for (const Entry& e : m_entries)
-      if (e.layer == &layer) return &e;
-    return nullptr;
-  }
+  const Entry* find(const LayerType& layer) const;
   Entry& entry(const char* where, const LayerType& layer) {
     return const_cast<Entry&>(std::as_const(*this).entry(where, layer));
   }
-  const Entry& entry(const char* where, const LayerType& layer) const {
-    const Entry* e = find(layer);
-    if (e == nullptr)
-      detail::fail(where,
-                   "expected a layer registered with this optimizer (add it first), got "
-                   "an unknown one");
-    return *e;
-  }
+  const Entry& entry(const char* where, const LayerType& layer) const;
 
-  void checkInSync(const char* where, const Entry& e) const {
-    const LayerType& l = *e.layer;
-    if (l.isMerged())
-      detail::fail(where, "expected unmerged layers, got '{}' merged (unmerge first)", e.name);
-    if (l.rank() != e.rank)
-      detail::fail(where,
-                   "expected layer '{}' at rank {}, the rank of the optimizer's state, got rank "
-                   "{}: it was resized behind the optimizer's back (resize through "
-                   "Optimizer::resize/keepDirections, or pass the ResizeReport to carryState)",
-                   e.name, e.rank, l.rank());
-    if (fingerprint(l) != e.fingerprint)
-      detail::fail(where,
-                   "expected the factors of layer '{}' as the optimizer left them, got factors "
-                   "changed behind its back (resize, keepDirections, setFactors or "
-                   "updateFactors): its moments would point at the wrong coordinates (use "
-                   "Optimizer::resize/keepDirections, carryState(layer, report) or "
-                   "resetState(layer))",
-                   e.name);
-  }
+  void checkInSync(const char* where, const Entry& e) const;
 
-  void apply(Entry& e, const ResizeReport<Scalar>& report) {
-    const GradientMaps<Scalar> maps = GradientMaps<Scalar>::from(report);
-    StepCounts steps = carrySteps(e.steps, maps.forA, maps.forB);
-    carryMoments(e.a, maps.forA, maps.c, m_options.secondMoments);
-    carryMoments(e.b, maps.forB, maps.c, m_options.secondMoments);
-    e.steps = std::move(steps);
-    e.rank = report.newRank;
-    e.fingerprint = fingerprint(*e.layer);
-  }
+  void apply(Entry& e, const ResizeReport<Scalar>& report);
 
-  static bool finite(const Moments<Scalar>& m) {
-    return m.first.allFinite() && m.second.allFinite();
-  }
+  static bool finite(const Moments<Scalar>& m);
 
-  StepReport stepImpl() {
-    constexpr const char* where = "Optimizer::step";
-    if (m_entries.empty())
-      detail::fail(where, "expected at least one layer (call add first), got none");
-    double norm = 0;
-    for (const Entry& e : m_entries) {
-      checkInSync(where, e);
-      const LayerType& l = *e.layer;
-      if (!l.gradA().allFinite() || !l.gradB().allFinite())
-        detail::fail(where,
-                     "expected finite gradients, got NaN or Inf in layer '{}' (step refused: "
-                     "parameters and state unchanged)",
-                     e.name);
-      norm = std::hypot(norm, std::hypot(static_cast<double>(l.gradA().stableNorm()),
-                                         static_cast<double>(l.gradB().stableNorm())));
-    }
-    if (!std::isfinite(norm))
-      detail::fail(where,
-                   "expected a finite gradient norm, got {} (step refused: parameters and state "
-                   "unchanged)",
-                   norm);
-    StepReport report;
-    report.gradNorm = norm;
-    if (m_options.maxGradNorm > 0)
-      report.clipCoefficient = std::min(1.0, m_options.maxGradNorm / (norm + 1e-6));
-    report.learningRateA = m_rule.learningRate();
-    report.learningRateB = report.learningRateA * m_options.loraPlusRatio;
-
-    struct Pending {
-      Matrix A, Bt;
-      Moments<Scalar> a, b;
-    };
-    std::vector<Pending> pending;
-    pending.reserve(m_entries.size());
-    for (const Entry& e : m_entries) {
-      const LayerType& l = *e.layer;
-      Pending p{l.A(), l.B().transpose(), e.a, e.b};
-      Matrix gA = l.gradA();
-      Matrix gBt = l.gradB().transpose();
-      if (report.clipCoefficient < 1) {
-        gA *= static_cast<Scalar>(report.clipCoefficient);
-        gBt *= static_cast<Scalar>(report.clipCoefficient);
-      }
-      m_rule.update(p.A, gA, p.a, e.steps, report.learningRateA);
-      m_rule.update(p.Bt, gBt, p.b, e.steps, report.learningRateB);
-      if (!p.A.allFinite() || !p.Bt.allFinite() || !finite(p.a) || !finite(p.b))
-        detail::fail(where,
-                     "expected a finite update, got NaN or Inf in layer '{}' (step refused: "
-                     "parameters and state unchanged)",
-                     e.name);
-      pending.push_back(std::move(p));
-    }
-    for (std::size_t i = 0; i < m_entries.size(); ++i) {  // commit: checked above
-      Entry& e = m_entries[i];
-      Pending& p = pending[i];
-      e.layer->setFactors(p.A, p.Bt.transpose());
-      e.a = std::move(p.a);
-      e.b = std::move(p.b);
-      for (auto& t : e.steps) ++t;
-      e.fingerprint = fingerprint(*e.layer);
-    }
-    report.step = ++m_steps;
-    return report;
-  }
+  StepReport stepImpl();
 
   Rule m_rule;
   OptimizerOptions m_options;
   std::vector<Entry> m_entries;
   std::int64_t m_steps = 0;
 };
+
+// The member definitions, out of the class body: for Optimizer<float | double, Sgd | AdamW> they
+// are compiled once in liblorapp (src/train/optimizer.cpp, see the end of this file); any other
+// Scalar or update rule instantiates them here.
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::add(LayerType& layer, std::string name) {
+  constexpr const char* where = "Optimizer::add";
+  if (find(layer) != nullptr)
+    detail::fail(where, "expected a layer not yet registered, got '{}' a second time",
+                 find(layer)->name);
+  if (layer.isMerged())
+    detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  Entry e;
+  e.layer = &layer;
+  e.name = name.empty() ? "layer " + std::to_string(m_entries.size()) : std::move(name);
+  fresh(e);
+  m_entries.push_back(std::move(e));
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::remove(const LayerType& layer) {
+  const auto it = std::find_if(m_entries.begin(), m_entries.end(),
+                               [&](const Entry& e) { return e.layer == &layer; });
+  if (it == m_entries.end())
+    detail::fail("Optimizer::remove", "expected a registered layer, got one never added");
+  m_entries.erase(it);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::step(double loss) {
+  if (!std::isfinite(loss))
+    detail::fail("Optimizer::step",
+                 "expected a finite loss, got {} (step refused: parameters and state unchanged)",
+                 loss);
+  return stepImpl();
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> ResizeReport<Scalar> Optimizer<Scalar, Rule>::resize(
+    LayerType& layer, Index newRank, const ResizeOptions& options) {
+  Entry& e = entry("Optimizer::resize", layer);
+  checkInSync("Optimizer::resize", e);
+  ResizeReport<Scalar> report = layer.resize(newRank, options);  // throws: nothing changed
+  apply(e, report);
+  return report;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> ResizeReport<Scalar> Optimizer<Scalar, Rule>::keepDirections(
+    LayerType& layer, const std::vector<Index>& keep, const ResizeOptions& options) {
+  Entry& e = entry("Optimizer::keepDirections", layer);
+  checkInSync("Optimizer::keepDirections", e);
+  ResizeReport<Scalar> report = layer.keepDirections(keep, options);
+  apply(e, report);
+  return report;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::carryState(LayerType& layer, const ResizeReport<Scalar>& report) {
+  constexpr const char* where = "Optimizer::carryState";
+  Entry& e = entry(where, layer);
+  if (report.oldRank != e.rank || report.newRank != layer.rank())
+    detail::fail(where,
+                 "expected a report from rank {} (the state of '{}') to rank {} (the layer now), "
+                 "got one from {} to {}",
+                 e.rank, e.name, layer.rank(), report.oldRank, report.newRank);
+  (void)GradientMaps<Scalar>::from(report);  // validates the transforms before any change
+  apply(e, report);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> LayerState<Scalar> Optimizer<Scalar, Rule>::state(
+    const LayerType& layer)
+const {
+  const Entry& e = entry("Optimizer::state", layer);
+  LayerState<Scalar> s;
+  s.firstA = e.a.first;
+  s.secondA = e.a.second;
+  s.firstB = e.b.first.transpose();
+  s.secondB = e.b.second.transpose();
+  s.steps = e.steps;
+  return s;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::checkOptions(const OptimizerOptions& o) {
+  constexpr const char* where = "Optimizer::Optimizer";
+  if (!(std::isfinite(o.maxGradNorm) && o.maxGradNorm >= 0))
+    detail::fail(where, "expected a finite maxGradNorm >= 0 (0: no clipping), got {}",
+                 o.maxGradNorm);
+  if (!(std::isfinite(o.loraPlusRatio) && o.loraPlusRatio > 0))
+    detail::fail(where, "expected a finite loraPlusRatio > 0, got {}", o.loraPlusRatio);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> std::uint64_t Optimizer<Scalar, Rule>::fingerprint(
+    const LayerType& layer) {
+  std::uint64_t h = 1469598103934665603ULL;
+  const auto mix = [&h](std::uint64_t word) {
+    h ^= word;
+    h *= 1099511628211ULL;
+  };
+  for (const Matrix* m : {&layer.A(), &layer.B()}) {
+    mix(static_cast<std::uint64_t>(m->rows()));
+    mix(static_cast<std::uint64_t>(m->cols()));
+    for (Index i = 0; i < m->size(); ++i) {
+      std::conditional_t<sizeof(Scalar) == 8, std::uint64_t, std::uint32_t> bits;
+      std::memcpy(&bits, m->data() + i, sizeof(Scalar));
+      mix(bits);
+    }
+  }
+  return h;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::fresh(Entry& e) const {
+  const LayerType& l = *e.layer;
+  m_rule.initialize(e.a, l.rank(), l.inFeatures());
+  m_rule.initialize(e.b, l.rank(), l.outFeatures());
+  e.steps.assign(static_cast<std::size_t>(l.rank()), 0);
+  e.rank = l.rank();
+  e.fingerprint = fingerprint(l);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+auto Optimizer<Scalar, Rule>::find(const LayerType& layer) const -> const Entry* {
+  for (const Entry& e : m_entries)
+    if (e.layer == &layer) return &e;
+  return nullptr;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+auto Optimizer<Scalar, Rule>::entry(const char* where, const LayerType& layer) const
+    -> const Entry& {
+  const Entry* e = find(layer);
+  if (e == nullptr)
+    detail::fail(where,
+                 "expected a layer registered with this optimizer (add it first), got "
+                 "an unknown one");
+  return *e;
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::checkInSync(const char* where, const Entry& e) const {
+  const LayerType& l = *e.layer;
+  if (l.isMerged())
+    detail::fail(where, "expected unmerged layers, got '{}' merged (unmerge first)", e.name);
+  if (l.rank() != e.rank)
+    detail::fail(where,
+                 "expected layer '{}' at rank {}, the rank of the optimizer's state, got rank "
+                 "{}: it was resized behind the optimizer's back (resize through "
+                 "Optimizer::resize/keepDirections, or pass the ResizeReport to carryState)",
+                 e.name, e.rank, l.rank());
+  if (fingerprint(l) != e.fingerprint)
+    detail::fail(where,
+                 "expected the factors of layer '{}' as the optimizer left them, got factors "
+                 "changed behind its back (resize, keepDirections, setFactors or "
+                 "updateFactors): its moments would point at the wrong coordinates (use "
+                 "Optimizer::resize/keepDirections, carryState(layer, report) or "
+                 "resetState(layer))",
+                 e.name);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+void Optimizer<Scalar, Rule>::apply(Entry& e, const ResizeReport<Scalar>& report) {
+  const GradientMaps<Scalar> maps = GradientMaps<Scalar>::from(report);
+  StepCounts steps = carrySteps(e.steps, maps.forA, maps.forB);
+  carryMoments(e.a, maps.forA, maps.c, m_options.secondMoments);
+  carryMoments(e.b, maps.forB, maps.c, m_options.secondMoments);
+  e.steps = std::move(steps);
+  e.rank = report.newRank;
+  e.fingerprint = fingerprint(*e.layer);
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar>
+bool Optimizer<Scalar, Rule>::finite(const Moments<Scalar>& m) {
+  return m.first.allFinite() && m.second.allFinite();
+}
+
+template <typename Scalar, typename Rule>
+requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::stepImpl() {
+  constexpr const char* where = "Optimizer::step";
+  if (m_entries.empty())
+    detail::fail(where, "expected at least one layer (call add first), got none");
+  double norm = 0;
+  for (const Entry& e : m_entries) {
+    checkInSync(where, e);
+    const LayerType& l = *e.layer;
+    if (!l.gradA().allFinite() || !l.gradB().allFinite())
+      detail::fail(where,
+                   "expected finite gradients, got NaN or Inf in layer '{}' (step refused: "
+                   "parameters and state unchanged)",
+                   e.name);
+    norm = std::hypot(norm, std::hypot(static_cast<double>(l.gradA().stableNorm()),
+                                       static_cast<double>(l.gradB().stableNorm())));
+  }
+  if (!std::isfinite(norm))
+    detail::fail(where,
+                 "expected a finite gradient norm, got {} (step refused: parameters and state "
+                 "unchanged)",
+                 norm);
+  StepReport report;
+  report.gradNorm = norm;
+  if (m_options.maxGradNorm > 0)
+    report.clipCoefficient = std::min(1.0, m_options.maxGradNorm / (norm + 1e-6));
+  report.learningRateA = m_rule.learningRate();
+  report.learningRateB = report.learningRateA * m_options.loraPlusRatio;
+
+  struct Pending {
+    Matrix A, Bt;
+    Moments<Scalar> a, b;
+  };
+  std::vector<Pending> pending;
+  pending.reserve(m_entries.size());
+  for (const Entry& e : m_entries) {
+    const LayerType& l = *e.layer;
+    Pending p{l.A(), l.B().transpose(), e.a, e.b};
+    Matrix gA = l.gradA();
+    Matrix gBt = l.gradB().transpose();
+    if (report.clipCoefficient < 1) {
+      gA *= static_cast<Scalar>(report.clipCoefficient);
+      gBt *= static_cast<Scalar>(report.clipCoefficient);
+    }
+    m_rule.update(p.A, gA, p.a, e.steps, report.learningRateA);
+    m_rule.update(p.Bt, gBt, p.b, e.steps, report.learningRateB);
+    if (!p.A.allFinite() || !p.Bt.allFinite() || !finite(p.a) || !finite(p.b))
+      detail::fail(where,
+                   "expected a finite update, got NaN or Inf in layer '{}' (step refused: "
+                   "parameters and state unchanged)",
+                   e.name);
+    pending.push_back(std::move(p));
+  }
+  for (std::size_t i = 0; i < m_entries.size(); ++i) {  // commit: checked above
+    Entry& e = m_entries[i];
+    Pending& p = pending[i];
+    e.layer->setFactors(p.A, p.Bt.transpose());
+    e.a = std::move(p.a);
+    e.b = std::move(p.b);
+    for (auto& t : e.steps) ++t;
+    e.fingerprint = fingerprint(*e.layer);
+  }
+  report.step = ++m_steps;
+  return report;
+}
+
+// Compiled once in liblorapp (src/train/optimizer.cpp). Define LORA_NO_EXTERN_TEMPLATES to
+// compile them in the translation unit instead, with its own flags.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class Optimizer<float, Sgd>;
+extern template class Optimizer<double, Sgd>;
+extern template class Optimizer<float, AdamW>;
+extern template class Optimizer<double, AdamW>;
+#endif
 
 /// PyTorch's SGD over LoRA layers.
 template <typename Scalar>

@@ -26,12 +26,10 @@
 /// opt.step();
 /// \endcode
 
-#include <cmath>
 #include <string>
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"
 #include "lora/train/update_rule.hpp"
 
 namespace lora::train {
@@ -47,22 +45,7 @@ struct Sgd {
   static std::string name() { return "sgd"; }
 
   /// Throws lora::Error on the values PyTorch refuses (and on non-finite ones).
-  void validate() const {
-    constexpr const char* where = "Sgd::validate";
-    if (!(std::isfinite(lr) && lr >= 0))
-      detail::fail(where, "expected a finite learning rate >= 0, got {}", lr);
-    if (!(std::isfinite(momentum) && momentum >= 0))
-      detail::fail(where, "expected a finite momentum >= 0, got {}", momentum);
-    if (!std::isfinite(dampening))
-      detail::fail(where, "expected a finite dampening, got {}", dampening);
-    if (!(std::isfinite(weightDecay) && weightDecay >= 0))
-      detail::fail(where, "expected a finite weight decay >= 0, got {}", weightDecay);
-    if (nesterov && (momentum <= 0 || dampening != 0))
-      detail::fail(where,
-                   "expected momentum > 0 and zero dampening with Nesterov, got momentum {} and "
-                   "dampening {}",
-                   momentum, dampening);
-  }
+  void validate() const;
 
   double learningRate() const noexcept { return lr; }
   void setLearningRate(double value) { lr = value; }

@@ -1,12 +1,12 @@
 #pragma once
 /// \file statistics.hpp
-/// \brief The few statistics the monitor and the rank manager use, with numpy's conventions:
-/// mean, population standard deviation (`np.std`), median (`np.median`: the mean of the two middle
-/// values for an even count) and the least-squares slope of y against 0, 1, ..., n−1
-/// (`np.polyfit(range(n), y, 1)[0]`).
+/// \brief The few statistics of a series the training monitor and the rank manager use, with
+/// numpy's conventions: mean, population standard deviation (`np.std`), median (`np.median`: the
+/// mean of the two middle values for an even count) and the least-squares slope of y against
+/// 0, 1, ..., n−1 (`np.polyfit(range(n), y, 1)[0]`).
 ///
 /// \code
-/// double b = lora::train::leastSquaresSlope({3.0, 2.5, 2.1});   // per step
+/// double b = lora::linalg::leastSquaresSlope({3.0, 2.5, 2.1});   // per step
 /// \endcode
 
 #include <algorithm>
@@ -15,7 +15,7 @@
 
 #include "lora/error.hpp"
 
-namespace lora::train {
+namespace lora::linalg {
 
 /// Arithmetic mean (an error for no values).
 inline double mean(const std::vector<double>& v) {
@@ -57,4 +57,4 @@ inline double leastSquaresSlope(const std::vector<double>& y) {
   return sxy / sxx;
 }
 
-}  // namespace lora::train
+}  // namespace lora::linalg

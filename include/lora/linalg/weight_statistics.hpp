@@ -1,6 +1,7 @@
 #pragma once
 /// \file weight_statistics.hpp
-/// \brief Statistics of a pretrained weight matrix: what the statistics-adaptive init reads.
+/// \brief Statistics of a pretrained weight matrix: what the statistics-adaptive init reads
+/// (lora/init/statistics_adaptive.hpp).
 
 #include <cmath>
 
@@ -11,7 +12,7 @@
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/symmetric_eigen.hpp"
 
-namespace lora::analysis {
+namespace lora::linalg {
 
 /// \brief Mean, std, norms, effective rank and singular values of a weight W (out x in).
 ///
@@ -71,8 +72,9 @@ WeightStatistics weightStatistics(const Eigen::MatrixBase<Derived>& W,
   }
   s.spectralNorm = s.singularValues(0);
   if (s.spectralNorm > 0.0)
-    s.effectiveRank =
-        (s.singularValues.array() / s.spectralNorm > options.threshold).template cast<Eigen::Index>().sum();
+    s.effectiveRank = (s.singularValues.array() / s.spectralNorm > options.threshold)
+                          .template cast<Eigen::Index>()
+                          .sum();
   return s;
 }
 
@@ -84,4 +86,4 @@ WeightStatistics weightStatistics(const BaseWeight<Scalar>& W,
   return W.visit([&](const auto& map) { return weightStatistics(map, options); });
 }
 
-}  // namespace lora::analysis
+}  // namespace lora::linalg

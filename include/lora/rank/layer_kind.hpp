@@ -18,16 +18,18 @@
 /// `outputs` is not an output. Llama's `gate_proj` and `up_proj` are the FFN's expansion (BERT's
 /// intermediate), `down_proj` its contraction (BERT's output.dense), `o_proj` the attention output.
 ///
+/// train::RankManager uses it for its initial rank recommendations.
+///
 /// \code
-/// lora::train::identifyLayerKind("bert.encoder.layer.0.attention.self.query");  // Query
-/// lora::train::identifyLayerKind("model.layers.3.mlp.down_proj");               // Output
+/// lora::rank::identifyLayerKind("bert.encoder.layer.0.attention.self.query");  // Query
+/// lora::rank::identifyLayerKind("model.layers.3.mlp.down_proj");               // Output
 /// \endcode
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace lora::train {
+namespace lora::rank {
 
 enum class LayerKind { Query, Key, Value, AttentionOutput, Intermediate, Output, Unknown };
 
@@ -103,4 +105,4 @@ inline LayerKind identifyLayerKind(std::string_view name) {
   return LayerKind::Unknown;
 }
 
-}  // namespace lora::train
+}  // namespace lora::rank
