@@ -70,8 +70,11 @@ TEST(ExactAllocation, InvariantsOnRandomInputs) {
       ASSERT_GE(r[l], minRank);
       ASSERT_LE(r[l], maxRank);
       // More important never gets less (up to one unit of rounding).
-      for (int m = 0; m < n; ++m)
-        if (importance[l] > importance[m]) ASSERT_GE(r[l] + 1, r[m]) << "trial " << trial;
+      for (int m = 0; m < n; ++m) {
+        if (importance[l] > importance[m]) {
+          ASSERT_GE(r[l] + 1, r[m]) << "trial " << trial;
+        }
+      }
     }
   }
 }

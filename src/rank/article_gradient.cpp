@@ -12,8 +12,8 @@ namespace lora::rank {
 ArticleGradientBased::ArticleGradientBased(const Options& options) : m_opt(options) {
   constexpr const char* where = "ArticleGradientBased::ArticleGradientBased";
   if (options.initialRank < 1 || options.maxRank < 1)
-    detail::fail(where, "expected initialRank and maxRank >= 1, got {} and {}",
-                 options.initialRank, options.maxRank);
+    detail::fail(where, "expected initialRank and maxRank >= 1, got {} and {}", options.initialRank,
+                 options.maxRank);
   if (options.adjustmentFrequency < 1)
     detail::fail(where, "expected adjustmentFrequency >= 1, got 0");
   if (!(std::isfinite(options.sensitivityThreshold) && options.sensitivityThreshold >= 0))
@@ -75,9 +75,10 @@ ArticleGradientInformed::ArticleGradientInformed(const Options& options) : m_opt
 Decision ArticleGradientInformed::observe(const FactorGradients& g) {
   constexpr const char* where = "ArticleGradientInformed::observe";
   if (g.gradA.rows() != g.gradB.cols() || g.gradA.rows() < 1)
-    detail::fail(where, "expected grad_A (r x in) and grad_B (out x r) with the same r, got "
-                        "{}x{} and {}x{}", g.gradA.rows(), g.gradA.cols(), g.gradB.rows(),
-                 g.gradB.cols());
+    detail::fail(where,
+                 "expected grad_A (r x in) and grad_B (out x r) with the same r, got "
+                 "{}x{} and {}x{}",
+                 g.gradA.rows(), g.gradA.cols(), g.gradB.rows(), g.gradB.cols());
   if (!g.gradA.allFinite() || !g.gradB.allFinite())
     detail::fail(where, "expected finite gradients, got NaN or Inf");
   push(m_normsA, g.gradA.norm());

@@ -51,8 +51,8 @@ std::vector<Index> allocateArticle(const std::vector<double>& importance, Index 
   return ranks;
 }
 
-std::vector<Index> allocateExact(const std::vector<double>& importance, Index budget,
-                                 Index minRank, Index maxRank) {
+std::vector<Index> allocateExact(const std::vector<double>& importance, Index budget, Index minRank,
+                                 Index maxRank) {
   constexpr const char* where = "allocateExact";
   detail::checkImportance(where, importance);
   const std::size_t n = importance.size();

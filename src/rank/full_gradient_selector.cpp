@@ -11,8 +11,8 @@ namespace lora::rank {
 FullGradientSelector::FullGradientSelector(const Options& options) : m_opt(options) {
   constexpr const char* where = "FullGradientSelector::FullGradientSelector";
   if (options.initialRank < 1 || options.maxRank < 1)
-    detail::fail(where, "expected initialRank and maxRank >= 1, got {} and {}",
-                 options.initialRank, options.maxRank);
+    detail::fail(where, "expected initialRank and maxRank >= 1, got {} and {}", options.initialRank,
+                 options.maxRank);
   if (options.interval < 1) detail::fail(where, "expected interval >= 1, got 0");
   if (!(options.beta >= 0 && options.beta < 1))
     detail::fail(where, "expected beta in [0, 1), got {}", options.beta);
@@ -28,15 +28,17 @@ Decision FullGradientSelector::observe(const GradientSignal& signal) {
   if (!std::isfinite(signal.outsideColumnFraction))
     detail::fail("FullGradientSelector::observe", "expected a finite outside fraction, got {}",
                  signal.outsideColumnFraction);
-  m_outside = m_seen == 0 ? signal.outsideColumnFraction
-                          : m_opt.beta * m_outside + (1 - m_opt.beta) * signal.outsideColumnFraction;
+  m_outside = m_seen == 0
+                  ? signal.outsideColumnFraction
+                  : m_opt.beta * m_outside + (1 - m_opt.beta) * signal.outsideColumnFraction;
   const Eigen::Index m = std::min<Eigen::Index>(m_opt.maxStep, signal.outsideDirections.cols());
   if (m_previous.cols() > 0 && m_previous.rows() == signal.outsideDirections.rows()) {
     const Eigen::Index n = std::min(m, m_previous.cols());
     m_persistence.conservativeResize(n);
     for (Eigen::Index j = 1; j <= n; ++j) {
       const double phi = linalg::subspaceSimilarity(m_previous, signal.outsideDirections, j, j);
-      m_persistence(j - 1) = m_pairs == 0 ? phi : m_opt.beta * m_persistence(j - 1) + (1 - m_opt.beta) * phi;
+      m_persistence(j - 1) =
+          m_pairs == 0 ? phi : m_opt.beta * m_persistence(j - 1) + (1 - m_opt.beta) * phi;
     }
     ++m_pairs;
   }
@@ -53,8 +55,7 @@ Decision FullGradientSelector::observe(const GradientSignal& signal) {
 }
 
 void FullGradientSelector::setRank(Eigen::Index rank) {
-  if (rank < 1)
-    detail::fail("FullGradientSelector::setRank", "expected a rank >= 1, got {}", rank);
+  if (rank < 1) detail::fail("FullGradientSelector::setRank", "expected a rank >= 1, got {}", rank);
   if (rank != m_rank) {  // the adapter's subspace changed: the histories no longer apply
     m_seen = 0;
     m_pairs = 0;

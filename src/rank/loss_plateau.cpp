@@ -61,7 +61,9 @@ void ArticleLossPlateau::setRank(Eigen::Index rank) {
   m_rank = rank;
 }
 
-LossTrend ArticleLossPlateau::recentTrend() const { return articleLossTrend(recent()); }
+LossTrend ArticleLossPlateau::recentTrend() const {
+  return articleLossTrend(recent());
+}
 
 std::vector<double> ArticleLossPlateau::recent() const {
   const std::size_t n = std::min(m_opt.patience, m_losses.size());
@@ -76,13 +78,15 @@ Decision ArticleLossPlateau::decide() {
   const double variance = (x - x.mean()).square().mean();  // np.var
   if (trend == LossTrend::Plateau && variance < 0.001) {
     if (m_rank < m_opt.maxRank) {
-      const auto grown = static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.increaseFactor);
+      const auto grown =
+          static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.increaseFactor);
       m_noImprovement = 0;
       return {true, "plateau_increase_rank", std::min(grown, m_opt.maxRank)};
     }
   } else if (trend == LossTrend::Oscillating && variance > 0.01) {
     if (m_rank > m_opt.minRank) {
-      const auto shrunk = static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.decreaseFactor);
+      const auto shrunk =
+          static_cast<Eigen::Index>(static_cast<double>(m_rank) * m_opt.decreaseFactor);
       m_noImprovement = 0;
       return {true, "oscillating_decrease_rank", std::max(shrunk, m_opt.minRank)};
     }

@@ -60,7 +60,8 @@ Eigen::VectorXd TripletImportance::scores() const {
 }
 
 void TripletImportance::keep(const std::vector<Eigen::Index>& kept) {
-  Eigen::VectorXd importance(static_cast<Eigen::Index>(kept.size())), uncertainty(importance.size());
+  Eigen::VectorXd importance(static_cast<Eigen::Index>(kept.size())),
+      uncertainty(importance.size());
   for (std::size_t j = 0; j < kept.size(); ++j) {
     const Eigen::Index i = kept[j];
     if (i < 0 || i >= m_importance.size() || (j > 0 && i <= kept[j - 1]))
@@ -74,8 +75,8 @@ void TripletImportance::keep(const std::vector<Eigen::Index>& kept) {
   m_uncertainty = std::move(uncertainty);
 }
 
-std::vector<std::vector<Eigen::Index>> keepToBudget(
-    const std::vector<Eigen::VectorXd>& scores, Eigen::Index budget, Eigen::Index minPerLayer) {
+std::vector<std::vector<Eigen::Index>> keepToBudget(const std::vector<Eigen::VectorXd>& scores,
+                                                    Eigen::Index budget, Eigen::Index minPerLayer) {
   constexpr const char* where = "keepToBudget";
   if (minPerLayer < 1) detail::fail(where, "expected minPerLayer >= 1, got {}", minPerLayer);
   Eigen::Index total = 0;

@@ -52,8 +52,10 @@ struct StatisticsAdaptive {
     }
     const auto [stdA, stdB] = stds(*s, request.rank);
     if (!(stdA > 0.0))
-      detail::fail(where, "expected a weight with non-zero std and spectral norm, got std {} and "
-                          "spectral norm {}", s->std, s->spectralNorm);
+      detail::fail(where,
+                   "expected a weight with non-zero std and spectral norm, got std {} and "
+                   "spectral norm {}",
+                   s->std, s->spectralNorm);
     Factors<Scalar> f;
     f.A.resize(request.rank, request.inFeatures);
     f.B.resize(request.outFeatures, request.rank);

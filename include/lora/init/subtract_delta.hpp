@@ -20,7 +20,11 @@ struct SubtractDelta {
   P policy{};
 
   static constexpr bool dataDependent = DataDependent<P>;
-  static std::string name() { return P::name() + "+subtract_delta"; }
+  static std::string name() {
+    std::string n = P::name();  // appended in place: GCC 12 misreads `P::name() + "..."`
+    n += "+subtract_delta";     // (-Warray-bounds false positive, GCC bug 105651)
+    return n;
+  }
 
   template <typename Scalar>
   requires Initializer<P, Scalar>

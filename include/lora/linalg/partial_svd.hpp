@@ -11,9 +11,9 @@
 #include <Spectra/SymEigsSolver.h>
 #include <Eigen/Core>
 
-#include "lora/linalg/detail/svd_kernels.hpp"
 #include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/detail/svd_kernels.hpp"
 #include "lora/linalg/symmetric_eigen.hpp"
 #include "lora/random.hpp"
 

@@ -8,8 +8,8 @@
 
 #include <Eigen/Core>
 
-#include "lora/linalg/detail/svd_kernels.hpp"
 #include "lora/error.hpp"
+#include "lora/linalg/detail/svd_kernels.hpp"
 #include "lora/random.hpp"
 
 namespace lora::linalg {

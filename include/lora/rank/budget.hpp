@@ -7,7 +7,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"  // lora::Error, which these throw
+#include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it
 
 namespace lora::detail {
@@ -49,7 +49,7 @@ std::vector<Index> allocateArticle(const std::vector<double>& importance, Index 
 /// first, then input order), never leaving [minRank, maxRank]. Layers of zero importance stay at
 /// minRank unless the budget cannot be met otherwise; if all importances are zero the layers
 /// share equally. Needs layers · minRank <= budget <= layers · maxRank. Ranks in input order.
-std::vector<Index> allocateExact(const std::vector<double>& importance, Index budget,
-                                 Index minRank, Index maxRank);
+std::vector<Index> allocateExact(const std::vector<double>& importance, Index budget, Index minRank,
+                                 Index maxRank);
 
 }  // namespace lora::rank

@@ -7,7 +7,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"  // lora::Error, which these throw
+#include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it
 #include "lora/rank/decision.hpp"
 #include "lora/rank/gradient_signal.hpp"

@@ -5,7 +5,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"  // lora::Error, which these throw
+#include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it
 
 namespace lora::rank {
@@ -17,11 +17,11 @@ namespace lora::rank {
 /// outside col(B) is a direction the adapter cannot take at its current rank: the signal that a
 /// larger rank would help, which grad_B·grad_A (rank <= r) cannot show.
 struct GradientSignal {
-  Eigen::VectorXd spectrum;          ///< σ(G), decreasing
-  Eigen::VectorXd outsideSpectrum;   ///< σ((I − P_B) G), P_B the projector on col(B)
-  double norm = 0;                   ///< ‖G‖_F
+  Eigen::VectorXd spectrum;         ///< σ(G), decreasing
+  Eigen::VectorXd outsideSpectrum;  ///< σ((I − P_B) G), P_B the projector on col(B)
+  double norm = 0;                  ///< ‖G‖_F
   double outsideColumnFraction = 0;  ///< ‖(I − P_B) G‖_F² / ‖G‖_F² (1 when B = 0; 0 when G = 0)
-  double outsideRowFraction = 0;     ///< ‖G (I − P_A)‖_F² / ‖G‖_F², P_A the projector on row(A)
+  double outsideRowFraction = 0;  ///< ‖G (I − P_A)‖_F² / ‖G‖_F², P_A the projector on row(A)
   /// The leading left singular vectors of (I − P_B) G (out x at most `directions`): where the
   /// adapter would have to grow. A direction that persists across batches is signal; noise
   /// points somewhere new each time.

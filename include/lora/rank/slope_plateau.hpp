@@ -19,10 +19,10 @@ struct SlopePlateauOptions {
   Eigen::Index initialRank = 8;
   Eigen::Index minRank = 2;
   Eigen::Index maxRank = 64;
-  std::size_t window = 10;              ///< losses in one fit (>= 4); also the cool-down
-  double minRelativeImprovement = 0.01; ///< improvement over a window that still counts
-  double tCritical = 2.0;               ///< confidence multiplier on the slope's standard error
-  double increaseFactor = 1.5;          ///< new rank = max(r + 1, int(r · factor)), capped
+  std::size_t window = 10;               ///< losses in one fit (>= 4); also the cool-down
+  double minRelativeImprovement = 0.01;  ///< improvement over a window that still counts
+  double tCritical = 2.0;                ///< confidence multiplier on the slope's standard error
+  double increaseFactor = 1.5;           ///< new rank = max(r + 1, int(r · factor)), capped
   /// Grow again only if the last growth paid: the plateau after it must sit at least
   /// minRelativeImprovement below the plateau before it. Otherwise the loss is at its floor
   /// (noise, or the task needs no more rank) and growth stops (`growth_did_not_help`) until the
@@ -32,9 +32,9 @@ struct SlopePlateauOptions {
 
 /// The least-squares line through the last losses and its uncertainty.
 struct SlopeFit {
-  double slope = 0;           ///< per step
-  double standardError = 0;   ///< of the slope, from the residuals (n − 2 degrees of freedom)
-  double mean = 0;            ///< of the losses
+  double slope = 0;          ///< per step
+  double standardError = 0;  ///< of the slope, from the residuals (n − 2 degrees of freedom)
+  double mean = 0;           ///< of the losses
 };
 
 }  // namespace lora::rank
@@ -57,8 +57,8 @@ SlopeFit fitSlope(const Eigen::DenseBase<Derived>& y) {
 /// Over the last `window` losses, with the fitted slope b and its standard error se, the
 /// improvement over the window is −b·(window − 1), known to within ±tCritical·se·(window − 1):
 /// - its upper bound below minRelativeImprovement·|mean loss|: a plateau
-///   (`plateau_increase_rank`, `at_max_rank` or `growth_did_not_help`), after which the next `window` losses are a
-///   cool-down (`cooldown`);
+///   (`plateau_increase_rank`, `at_max_rank` or `growth_did_not_help`), after which the next
+///   `window` losses are a cool-down (`cooldown`);
 /// - its lower bound above that: `improving`;
 /// - checked first, the loss rising beyond its noise (b > tCritical·se) by more than that amount:
 ///   `loss_increasing` (a learning-rate problem, not a rank problem: no adjustment);

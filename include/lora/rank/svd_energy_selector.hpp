@@ -6,7 +6,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/error.hpp"  // lora::Error, which these throw
+#include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it
 #include "lora/rank/decision.hpp"
 
@@ -17,7 +17,7 @@ struct SvdEnergySelectorOptions {
   Eigen::Index initialRank = 8;
   Eigen::Index minRank = 1;
   Eigen::Index maxRank = 64;
-  double energy = 0.9;   ///< keep the smallest k with Σ_{i<=k} σ_i² >= energy · Σσ²
+  double energy = 0.9;         ///< keep the smallest k with Σ_{i<=k} σ_i² >= energy · Σσ²
   Eigen::Index minChange = 1;  ///< ignore suggestions closer than this to the current rank
 };
 

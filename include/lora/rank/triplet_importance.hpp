@@ -86,7 +86,8 @@ class TripletImportance {
 /// smallest). Every layer keeps at least \p minPerLayer (a LoRA layer cannot have rank 0;
 /// PEFT's AdaLoRA can zero a whole layer), and those count toward the budget. Ties go to the
 /// earlier layer, then the larger σ. Returns increasing indices per layer.
-std::vector<std::vector<Eigen::Index>> keepToBudget(
-    const std::vector<Eigen::VectorXd>& scores, Eigen::Index budget, Eigen::Index minPerLayer = 1);
+std::vector<std::vector<Eigen::Index>> keepToBudget(const std::vector<Eigen::VectorXd>& scores,
+                                                    Eigen::Index budget,
+                                                    Eigen::Index minPerLayer = 1);
 
 }  // namespace lora::rank

@@ -35,18 +35,21 @@ decltype(auto) withStorage(const Eigen::MatrixBase<Derived>& W, F&& f) {
     const Derived& w = W.derived();
     if (w.innerStride() == 1) {
       if constexpr (static_cast<bool>(Derived::IsRowMajor))
-        return f(StridedView<Scalar>(w.data(), w.cols(), w.rows(),
-                                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.cols()))),
+        return f(StridedView<Scalar>(
+                     w.data(), w.cols(), w.rows(),
+                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.cols()))),
                  true);
       else
-        return f(StridedView<Scalar>(w.data(), w.rows(), w.cols(),
-                                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.rows()))),
+        return f(StridedView<Scalar>(
+                     w.data(), w.rows(), w.cols(),
+                     Eigen::OuterStride<>(std::max<Eigen::Index>(w.outerStride(), w.rows()))),
                  false);
     }
   }
   const DenseMatrix<Scalar> copy = W;
-  return f(StridedView<Scalar>(copy.data(), copy.rows(), copy.cols(), Eigen::OuterStride<>(copy.rows())),
-           false);
+  return f(
+      StridedView<Scalar>(copy.data(), copy.rows(), copy.cols(), Eigen::OuterStride<>(copy.rows())),
+      false);
 }
 
 /// Replaces the columns of \p X (rows >= cols) by an orthonormal basis of their span: the thin Q
@@ -68,8 +71,7 @@ void tallThinSvd(const Eigen::MatrixBase<DerivedY>& Y, DenseMatrix<Scalar>& U,
                  DenseVector<Scalar>& S, DenseMatrix<Scalar>& W) {
   const Eigen::Index rows = Y.rows(), cols = Y.cols();
   const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(Y);
-  const DenseMatrix<Scalar> R =
-      qr.matrixQR().topRows(cols).template triangularView<Eigen::Upper>();
+  const DenseMatrix<Scalar> R = qr.matrixQR().topRows(cols).template triangularView<Eigen::Upper>();
   const auto svd = linalg::denseSVD(R, Eigen::ComputeFullU | Eigen::ComputeFullV);
   S = svd.S;
   W = svd.V;
@@ -100,8 +102,7 @@ void normalizeSigns(DenseMatrix<Scalar>& U, DenseMatrix<Scalar>& V) {
 /// (this is what lets a Krylov basis grow past the rank of a rank-deficient matrix).
 /// Requires K.cols() + X.cols() <= X.rows().
 template <typename Scalar, typename DerivedK>
-void orthonormalizeAgainst(const Eigen::MatrixBase<DerivedK>& K, DenseMatrix<Scalar>& X,
-                           Rng& rng) {
+void orthonormalizeAgainst(const Eigen::MatrixBase<DerivedK>& K, DenseMatrix<Scalar>& X, Rng& rng) {
   const Eigen::Index n = X.rows();
   const Scalar eps = std::numeric_limits<Scalar>::epsilon();
   const Scalar threshold = Scalar(4) * eps * std::sqrt(static_cast<Scalar>(n));
