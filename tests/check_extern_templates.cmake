@@ -1,4 +1,4 @@
-# cmake -DNM=<nm> -DOBJECTS=<a.o;b.o;...> -P check_extern_templates.cmake
+# cmake -DNM=<nm> -DOBJECTS=<a.o;b.o;...> -P check_extern_templates.cmake   (needs grep)
 # The explicit instantiations that liblorapp compiles once must not be compiled again in a
 # translation unit that uses them: each object below must reference (as undefined symbols) the
 # heavy members it calls and define none of them. Fails, naming the symbols, otherwise.
@@ -10,20 +10,25 @@ set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merg
 list(JOIN heavy "|" pattern)
 set(referenced "")
 foreach(object IN LISTS OBJECTS)
-  execute_process(COMMAND ${NM} -C --defined-only ${object} OUTPUT_VARIABLE defined
-                  RESULT_VARIABLE rc1)
-  execute_process(COMMAND ${NM} -C --undefined-only ${object} OUTPUT_VARIABLE undefined
-                  RESULT_VARIABLE rc2)
-  if(NOT rc1 EQUAL 0 OR NOT rc2 EQUAL 0)
+  if(NOT EXISTS "${object}")
+    message(FATAL_ERROR "check_extern_templates: expected the object ${object}, got none")
+  endif()
+  # grep filters nm's output (CMake's own regex is far too slow on the tens of megabytes an -O0
+  # object lists); grep exits 1 when nothing matches, which is the good case for `defined`.
+  execute_process(COMMAND ${NM} -C --defined-only ${object} COMMAND grep -E "${pattern}"
+                  OUTPUT_VARIABLE again RESULTS_VARIABLE rcs1)
+  execute_process(COMMAND ${NM} -C --undefined-only ${object} COMMAND grep -oE "${pattern}"
+                  OUTPUT_VARIABLE used RESULTS_VARIABLE rcs2)
+  list(GET rcs1 0 nm1)
+  list(GET rcs2 0 nm2)
+  if(NOT nm1 EQUAL 0 OR NOT nm2 EQUAL 0)
     message(FATAL_ERROR "check_extern_templates: expected '${NM}' to read ${object}, it failed")
   endif()
-  string(REGEX MATCHALL "[^\n]*(${pattern})[^\n]*" again "${defined}")
-  if(again)
-    list(JOIN again "\n" shown)
+  if(NOT again STREQUAL "")
     message(FATAL_ERROR "check_extern_templates: expected ${object} to define none of the "
-                        "explicitly instantiated members, got:\n${shown}")
+                        "explicitly instantiated members, got:\n${again}")
   endif()
-  string(REGEX MATCHALL "(${pattern})" used "${undefined}")
+  string(REPLACE "\n" ";" used "${used}")
   list(APPEND referenced ${used})
 endforeach()
 # Without references the check above would prove nothing: the objects must call into all five.
