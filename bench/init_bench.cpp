@@ -3,7 +3,7 @@
 //   BM_RandomizedSVD  linalg::randomizedSVD(W, 16, niter 4), PiSSA fast (pissa_niter_4); its
 //                     baseline is torch.svd_lowrank(W, q=16, niter=4) (bench/torch_svd_lowrank.py)
 //   BM_PartialSVD     linalg::PartialSVD(W, 16): PiSSA exact, BlockKrylov and Lanczos (Spectra)
-//   BM_DenseSVD       Eigen's BDCSVD of W with thin U and V, the full SVD PEFT's "pissa" runs:
+//   BM_DenseSVD       linalg::denseSVD of W with thin U and V, the full SVD PEFT's "pissa" runs:
 //                     the baseline of PiSSA exact (one iteration, it takes seconds)
 //
 // Two weights, both seeded:
@@ -31,8 +31,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/SVD>
-
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/partial_svd.hpp"
 #include "lora/linalg/randomized_svd.hpp"
 
@@ -47,7 +46,9 @@ constexpr Index kN = 4096;
 constexpr Index kR = 16;
 
 enum Spectrum : int { kPlanted = 0, kGaussian = 1 };
-const char* spectrumName(int s) { return s == kPlanted ? "planted" : "gaussian"; }
+const char* spectrumName(int s) {
+  return s == kPlanted ? "planted" : "gaussian";
+}
 
 Mat makeWeight(int spectrum) {
   Mat W(kN, kN);
@@ -96,7 +97,7 @@ const Reference& reference(int spectrum) {
 }
 
 double sineOfLargestAngle(const MatD& exact, const MatD& got) {
-  const Eigen::VectorXd c = Eigen::JacobiSVD<MatD>(exact.transpose() * got).singularValues();
+  const Eigen::VectorXd c = lora::linalg::singularValues(exact.transpose() * got);
   const double cmin = std::min(1.0, c.minCoeff());
   return std::sqrt(std::max(0.0, 1.0 - cmin * cmin));
 }
@@ -182,10 +183,10 @@ void BM_DenseSVD(benchmark::State& state) {
   Mat U, V;
   Vec S;
   for (auto _ : state) {
-    const Eigen::BDCSVD<Mat> svd(W, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    U = svd.matrixU().leftCols(kR);
-    V = svd.matrixV().leftCols(kR);
-    S = svd.singularValues().head(kR);
+    const auto svd = lora::linalg::denseSVD(W);
+    U = svd.U.leftCols(kR);
+    V = svd.V.leftCols(kR);
+    S = svd.S.head(kR);
     benchmark::DoNotOptimize(S.data());
   }
   setAccuracy(state, spectrum, U, S, V);

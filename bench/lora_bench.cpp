@@ -1,18 +1,55 @@
-// LoRA++ benchmarks (float32, single thread). Each target is paired with the baseline it is
-// judged against, measured in the same run: see docs/performance.md for the ratios.
+// LoRA++ benchmarks (float32). Each target is paired with the baseline it is judged against,
+// measured in the same run: see docs/performance.md for the ratios. The last argument T of every
+// benchmark is the thread count (lora::setNumThreads), run at 1 and at all cores; names follow
+// bench/torch_baseline.py's JSON: BM_LayerForward/512/4096/16/2 is N = 512, 4096 -> 4096, r = 16,
+// two threads.
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <chrono>
-
-#include <Eigen/SVD>
+#include <cstdint>
+#include <vector>
 
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/factored_svd.hpp"
 #include "lora/random.hpp"
+#include "lora/threads.hpp"
 
 namespace {
 
 using Mat = Eigen::MatrixXf;
+
+// The thread counts every benchmark runs at: 1 and all cores.
+std::vector<int> threadCounts() {
+  const int all = lora::hardwareThreads();
+  return all > 1 ? std::vector<int>{1, all} : std::vector<int>{1};
+}
+
+// Registers every argument list of Lists, each followed by each thread count.
+template <const auto& Lists>
+void withThreads(benchmark::internal::Benchmark* b) {
+  for (const auto& list : Lists) {
+    for (int t : threadCounts()) {
+      std::vector<std::int64_t> args(list.begin(), list.end());
+      args.push_back(t);
+      b->Args(args);
+    }
+  }
+}
+
+template <std::size_t N, std::size_t K>
+using ArgLists = std::array<std::array<std::int64_t, K>, N>;
+constexpr ArgLists<1, 2> kFactoredLarge{{{4096, 64}}};
+constexpr ArgLists<4, 2> kFactoredSmall{{{1024, 8}, {1024, 16}, {1024, 64}, {1024, 256}}};
+constexpr ArgLists<5, 2> kFactoredAll{{{4096, 64}, {1024, 8}, {1024, 16}, {1024, 64}, {1024, 256}}};
+constexpr ArgLists<1, 3> kShrink{{{4096, 64, 16}}};
+constexpr ArgLists<1, 3> kLayer{{{512, 4096, 16}}};
+
+// Sets the thread count from the benchmark's last argument.
+void useThreads(const benchmark::State& state, int index) {
+  lora::setNumThreads(static_cast<int>(state.range(index)));
+}
 
 Mat gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, double stddev = 1.0) {
   Mat m(rows, cols);
@@ -21,10 +58,11 @@ Mat gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, double st
   return m;
 }
 
-// ---- SVD of B·A: factored vs dense BDCSVD of the materialized out x in product ----------------
+// ---- SVD of B·A: factored vs the dense SVD (linalg::denseSVD) of the materialized product ------
 
 void BM_FactoredSVD(benchmark::State& state) {
   const Eigen::Index n = state.range(0), r = state.range(1);
+  useThreads(state, 2);
   const Mat B = gaussian(n, r, 1), A = gaussian(r, n, 2);
   for (auto _ : state) {
     lora::linalg::FactoredSVD<float> svd(B, A, 2.0f);
@@ -34,31 +72,31 @@ void BM_FactoredSVD(benchmark::State& state) {
   state.counters["r"] = static_cast<double>(r);
 }
 BENCHMARK(BM_FactoredSVD)
-    ->Args({4096, 64})
-    ->Args({1024, 8})
-    ->Args({1024, 16})
-    ->Args({1024, 64})
-    ->Args({1024, 256})
+    ->Apply(withThreads<kFactoredAll>)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 // Baseline: what PEFT's convert_to_lora / kohya's resize_lora.py do: form s·B·A, dense SVD.
 void BM_DenseSVD(benchmark::State& state) {
   const Eigen::Index n = state.range(0), r = state.range(1);
+  useThreads(state, 2);
   const Mat B = gaussian(n, r, 1), A = gaussian(r, n, 2);
   for (auto _ : state) {
     const Mat delta = 2.0f * (B * A);
-    Eigen::BDCSVD<Mat> svd(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    benchmark::DoNotOptimize(svd.singularValues().data());
+    const auto svd = lora::linalg::denseSVD(delta);
+    benchmark::DoNotOptimize(svd.S.data());
   }
   state.counters["out=in"] = static_cast<double>(n);
   state.counters["r"] = static_cast<double>(r);
 }
-BENCHMARK(BM_DenseSVD)->Args({4096, 64})->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DenseSVD)
-    ->Args({1024, 8})
-    ->Args({1024, 16})
-    ->Args({1024, 64})
-    ->Args({1024, 256})
+    ->Apply(withThreads<kFactoredLarge>)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DenseSVD)
+    ->Apply(withThreads<kFactoredSmall>)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 // ---- resize: shrink 4096 x 4096, r 64 -> 16
@@ -66,6 +104,7 @@ BENCHMARK(BM_DenseSVD)
 
 void BM_ResizeShrink(benchmark::State& state) {
   const Eigen::Index n = state.range(0), r = state.range(1), k = state.range(2);
+  useThreads(state, 3);
   const auto original =
       lora::Layer<float>::fromFactors(gaussian(r, n, 3, 0.02), gaussian(n, r, 4, 0.02), 2.0 * r);
   for (auto _ : state) {
@@ -76,23 +115,31 @@ void BM_ResizeShrink(benchmark::State& state) {
     benchmark::DoNotOptimize(report.retainedEnergy);
   }
 }
-BENCHMARK(BM_ResizeShrink)->Args({4096, 64, 16})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ResizeShrink)
+    ->Apply(withThreads<kShrink>)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
-// Baseline: the dense resize (materialize, BDCSVD, keep the top k).
+// Baseline: the dense resize (materialize, linalg::denseSVD, keep the top k).
 void BM_DenseResizeShrink(benchmark::State& state) {
   const Eigen::Index n = state.range(0), r = state.range(1), k = state.range(2);
+  useThreads(state, 3);
   const Mat A = gaussian(r, n, 3, 0.02), B = gaussian(n, r, 4, 0.02);
   for (auto _ : state) {
     const Mat delta = 2.0f * (B * A);
-    Eigen::BDCSVD<Mat> svd(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const Eigen::VectorXf root = svd.singularValues().head(k).cwiseSqrt();
-    Mat newB = svd.matrixU().leftCols(k) * root.asDiagonal();
-    Mat newA = root.asDiagonal() * svd.matrixV().leftCols(k).transpose();
+    const auto svd = lora::linalg::denseSVD(delta);
+    const Eigen::VectorXf root = svd.S.head(k).cwiseSqrt();
+    Mat newB = svd.U.leftCols(k) * root.asDiagonal();
+    Mat newA = root.asDiagonal() * svd.V.leftCols(k).transpose();
     benchmark::DoNotOptimize(newA.data());
     benchmark::DoNotOptimize(newB.data());
   }
 }
-BENCHMARK(BM_DenseResizeShrink)->Args({4096, 64, 16})->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DenseResizeShrink)
+    ->Apply(withThreads<kShrink>)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // ---- forward / backward: N = 512, 4096 -> 4096, r = 16 -----------------------------------------
 
@@ -101,8 +148,9 @@ struct LayerFixture {
   Mat W, X, Y, dY, dX;
   Eigen::VectorXf b;
   lora::Layer<float> layer;
+  // Arguments N, D (in = out), r, then the thread count (and the pass, for the ratios).
   explicit LayerFixture(const benchmark::State& state)
-      : n(state.range(0)),
+      : n((useThreads(state, 3), state.range(0))),
         in(state.range(1)),
         out(state.range(1)),
         r(state.range(2)),
@@ -154,18 +202,21 @@ void BM_Layer(benchmark::State& state) {
   f.setCounters(state, P == Pass::ForwardBackwardInput ? 2 : 1);
 }
 
-BENCHMARK(BM_BaseGemm)->Args({512, 4096, 16})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BaseGemm)->Apply(withThreads<kLayer>)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Layer<Pass::Forward>)
     ->Name("BM_LayerForward")
-    ->Args({512, 4096, 16})
+    ->Apply(withThreads<kLayer>)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Layer<Pass::ForwardBackward>)
     ->Name("BM_LayerForwardBackward")
-    ->Args({512, 4096, 16})
+    ->Apply(withThreads<kLayer>)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Layer<Pass::ForwardBackwardInput>)
     ->Name("BM_LayerForwardBackwardInput")
-    ->Args({512, 4096, 16})
+    ->Apply(withThreads<kLayer>)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 // ---- the same ratios, measured interleaved ------------------------------------------------------
@@ -175,7 +226,7 @@ BENCHMARK(BM_Layer<Pass::ForwardBackwardInput>)
 
 void BM_RatioToBaseGemm(benchmark::State& state) {
   LayerFixture f(state);
-  const auto pass = static_cast<Pass>(state.range(3));
+  const auto pass = static_cast<Pass>(state.range(4));
   using Clock = std::chrono::steady_clock;
   double base = 0, layer = 0;
   for (auto _ : state) {
@@ -195,11 +246,17 @@ void BM_RatioToBaseGemm(benchmark::State& state) {
                  : pass == Pass::ForwardBackward ? "LayerForwardBackward / BaseGemm"
                                                  : "LayerForwardBackwardInput / BaseGemm");
 }
+// Arguments N, D, r, T, pass.
+void ratioArgs(benchmark::internal::Benchmark* b) {
+  for (int t : threadCounts()) {
+    for (Pass p : {Pass::Forward, Pass::ForwardBackward, Pass::ForwardBackwardInput})
+      b->Args({512, 4096, 16, t, static_cast<int>(p)});
+  }
+}
 BENCHMARK(BM_RatioToBaseGemm)
-    ->Args({512, 4096, 16, static_cast<int>(Pass::Forward)})
-    ->Args({512, 4096, 16, static_cast<int>(Pass::ForwardBackward)})
-    ->Args({512, 4096, 16, static_cast<int>(Pass::ForwardBackwardInput)})
+    ->Apply(ratioArgs)
     ->MinTime(5.0)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

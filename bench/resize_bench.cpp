@@ -3,10 +3,14 @@
 //   BM_LoraResize7B   runs build/bin/lora resize DIR OUT --energy 0.9 as a child process (read,
 //                     factored SVD of every module, write) and reports its wall time and its peak
 //                     resident memory (wait4's ru_maxrss) next to the adapter's file size
+//   BM_AdapterIO7B    the I/O floor of a resize: copies the adapter's tensors file (pread, pwrite
+//                     in 8 MiB chunks on T threads, then fsync), as much reading and writing as
+//                     a resize that kept every rank would do, without decoding or computing
 //   BM_DenseModule    what PEFT's convert_to_lora and kohya's resize_lora.py do for one module:
-//                     materialize s·B·A (out x in) and run a dense SVD of it (Eigen's BDCSVD,
-//                     thin U and V); one 4096 x 4096 (q/k/v/o) and one 11008 x 4096 (gate/up;
-//                     down is its transpose) module, extrapolated to the whole adapter
+//                     materialize s·B·A (out x in) and run a dense SVD of it (linalg::denseSVD,
+//                     thin U and V: LAPACK's gesdd, or Eigen's BDCSVD without LORA_LAPACK); one
+//                     4096 x 4096 (q/k/v/o) and one 11008 x 4096 (gate/up; down is its
+//                     transpose) module, extrapolated to the whole adapter
 //
 // The adapter (generated once per run into a temporary folder, removed at exit) has the shapes
 // of Llama-2-7B: 32 layers, q/k/v/o_proj 4096 x 4096, gate/up_proj 11008 x 4096, down_proj
@@ -21,15 +25,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include <Eigen/SVD>
-
 #include "lora/io/peft_writer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
 
 extern char** environ;
@@ -144,7 +150,51 @@ BENCHMARK(BM_LoraResize7B)
     ->UseManualTime()
     ->Unit(benchmark::kSecond);
 
-// One module the dense way: materialize s·B·A, BDCSVD, energy rank at 0.9.
+// The I/O floor: read the tensors file and write a copy of it, synced, on T threads.
+void BM_AdapterIO7B(benchmark::State& state) {
+  const Adapter& a = adapter();
+  const fs::path src = a.dir / "adapter_model.safetensors";
+  const fs::path dst = a.root / "io_copy.safetensors";
+  const int threads = static_cast<int>(state.range(0));
+  constexpr std::size_t kChunk = std::size_t{8} << 20;
+  const std::size_t size = static_cast<std::size_t>(a.bytes);
+  const std::size_t chunks = (size + kChunk - 1) / kChunk;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+    const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    std::atomic<bool> ok{in >= 0 && out >= 0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        std::vector<char> buffer(kChunk);
+        for (std::size_t c = static_cast<std::size_t>(t); ok && c < chunks;
+             c += static_cast<std::size_t>(threads)) {
+          const std::size_t n = std::min(kChunk, size - c * kChunk);
+          const auto offset = static_cast<off_t>(c * kChunk);
+          if (::pread(in, buffer.data(), n, offset) != static_cast<ssize_t>(n) ||
+              ::pwrite(out, buffer.data(), n, offset) != static_cast<ssize_t>(n))
+            ok = false;
+        }
+      });
+    }
+    for (std::thread& t : pool) t.join();
+    if (ok && ::fsync(out) != 0) ok = false;
+    if (in >= 0) ::close(in);
+    if (out >= 0) ::close(out);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!ok) {
+      state.SkipWithError("copying the adapter failed");
+      break;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    fs::remove(dst);
+  }
+  state.counters["adapter_MB"] = static_cast<double>(a.bytes) / 1e6;
+}
+BENCHMARK(BM_AdapterIO7B)->Arg(2)->Arg(1)->Iterations(3)->UseManualTime()->Unit(benchmark::kSecond);
+
+// One module the dense way: materialize s·B·A, linalg::denseSVD, energy rank at 0.9.
 void BM_DenseModule(benchmark::State& state) {
   const Index out = state.range(0), in = state.range(1);
   Eigen::MatrixXf A, B;
@@ -153,11 +203,11 @@ void BM_DenseModule(benchmark::State& state) {
   Index keep = 0;
   for (auto _ : state) {
     const Eigen::MatrixXf delta = s * (B * A);
-    const Eigen::BDCSVD<Eigen::MatrixXf> svd(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const Eigen::VectorXd e = svd.singularValues().cast<double>().array().square().matrix();
+    const auto svd = lora::linalg::denseSVD(delta);
+    const Eigen::VectorXd e = svd.S.cast<double>().array().square().matrix();
     double acc = 0;
     for (keep = 0; keep < e.size() && acc < 0.9 * e.sum(); ++keep) acc += e(keep);
-    benchmark::DoNotOptimize(svd.matrixU().data());
+    benchmark::DoNotOptimize(svd.U.data());
   }
   // Modules of this shape in the adapter: 4 per layer for 4096 x 4096, 3 for the MLP shapes.
   const double perLayer = out == in ? 4.0 : 3.0;

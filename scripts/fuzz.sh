@@ -16,7 +16,7 @@ fi
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
   -DCMAKE_CXX_COMPILER=clang++-14 -DLORA_SANITIZE=address,undefined -DLORA_BUILD_FUZZERS=ON \
   -DLORA_BUILD_TESTS=OFF -DLORA_BUILD_EXAMPLES=OFF -DLORA_BUILD_BENCHMARKS=OFF \
-  -DLORA_BUILD_TOOLS=OFF -DLORA_INSTALL=OFF >/dev/null
+  -DLORA_BUILD_TOOLS=OFF -DLORA_INSTALL=OFF -DLORA_OPENMP=OFF -DLORA_LAPACK=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_safetensors fuzz_adapter_config
 
 # Seeds: copies of the fixtures' files (libFuzzer adds new inputs to the first corpus folder, and

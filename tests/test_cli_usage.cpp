@@ -46,13 +46,15 @@ TEST(CliUsage, AdapterThatDoesNotFitTheBase) {
   // PiSSA factors are not merged into the original base unless --residual says it is one.
   lora::PeftAdapterWriter w(lora::AdapterConfig::parse(
       R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "init_lora_weights": "pissa"})", "t"));
-  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2),
+        8);
   w.write(tmp / "pissa");
   writeBase(tmp / "base.safetensors");
   expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "pissa") +
                   " --out " + q(tmp / "m.safetensors"),
               "convert-pissa", tmp / "m.safetensors");
-  expectError("resize --rank 2 " + q(tmp / "pissa") + " " + q(tmp / "r"), "convert-pissa", tmp / "r");
+  expectError("resize --rank 2 " + q(tmp / "pissa") + " " + q(tmp / "r"), "convert-pissa",
+              tmp / "r");
   EXPECT_EQ(runCli("merge --residual --base " + q(tmp / "base.safetensors") + " --adapter " +
                    q(tmp / "pissa") + " --out " + q(tmp / "m.safetensors"))
                 .status,
@@ -63,10 +65,11 @@ TEST(CliUsage, ConvertPissaMismatches) {
   ScratchDir tmp("convert");
   writeGoodAdapter(tmp / "trained");
   lora::PeftAdapterWriter w(lora::AdapterConfig::parse(kConfig, "t"));
-  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2),
+        8);
   w.write(tmp / "one_module");
-  expectError("convert-pissa --initial " + q(tmp / "one_module") + " --trained " + q(tmp / "trained") +
-                  " --out " + q(tmp / "c"),
+  expectError("convert-pissa --initial " + q(tmp / "one_module") + " --trained " +
+                  q(tmp / "trained") + " --out " + q(tmp / "c"),
               "cover the 2 modules", tmp / "c");
   lora::SafeTensorsWriter bare;
   bare.add("layers.0.q.lora_A.weight", lora::test::gaussian<float>(4, 6, 1));
@@ -74,8 +77,8 @@ TEST(CliUsage, ConvertPissaMismatches) {
   bare.add("layers.0.v.lora_A.weight", lora::test::gaussian<float>(4, 7, 1));
   bare.add("layers.0.v.lora_B.weight", lora::test::gaussian<float>(5, 4, 1));
   bare.write(tmp / "init.safetensors");
-  expectError("convert-pissa --initial " + q(tmp / "init.safetensors") + " --trained " + q(tmp / "trained") +
-                  " --out " + q(tmp / "c"),
+  expectError("convert-pissa --initial " + q(tmp / "init.safetensors") + " --trained " +
+                  q(tmp / "trained") + " --out " + q(tmp / "c"),
               "expected initial factors of the trained shapes for 'layers.0.v'", tmp / "c");
 }
 
@@ -94,14 +97,16 @@ TEST(CliUsage, UnwritableOutputs) {
   expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "a") +
                   " --out " + q(tmp.path()),
               "got the folder");
-  expectError("convert-pissa --initial " + q(tmp / "a") + " --trained " + q(tmp / "a") +
-                  " --out " + q(tmp / "file" / "c"),
+  expectError("convert-pissa --initial " + q(tmp / "a") + " --trained " + q(tmp / "a") + " --out " +
+                  q(tmp / "file" / "c"),
               "expected", tmp / "file" / "c");
-  expectError("recommend --budget 4 --write-pattern " + q(tmp / "file" / "p.json") + " " + q(tmp / "a"),
-              "expected a writable folder");
+  expectError(
+      "recommend --budget 4 --write-pattern " + q(tmp / "file" / "p.json") + " " + q(tmp / "a"),
+      "expected a writable folder");
   // Nothing but what the test made is left in the scratch folder.
   std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(tmp.path())) left.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"a", "base.safetensors", "file"}));
 }
@@ -128,13 +133,15 @@ TEST(CliUsage, RankFlagsOutOfRange) {
     expectError("resize " + flags + " " + in, word, out);
   }
   writeText(tmp / "bad.json", R"({"rank_pattern": {"q": 0}})");
-  expectError("resize --rank-pattern " + q(tmp / "bad.json") + " " + in, "positive integer rank", out);
+  expectError("resize --rank-pattern " + q(tmp / "bad.json") + " " + in, "positive integer rank",
+              out);
   writeText(tmp / "bad2.json", "{oops");
   expectError("resize --rank-pattern " + q(tmp / "bad2.json") + " " + in, "valid JSON", out);
   expectError("recommend --budget 0 " + q(tmp / "a"), "--budget >= 1");
   expectError("recommend --budget 100 " + q(tmp / "a"), "expected a budget in [2, 8]");
   expectError("recommend --budget 4 --min-rank 0 " + q(tmp / "a"), "--min-rank >= 1");
-  expectError("recommend --budget 4 --min-rank 3 --max-rank 2 " + q(tmp / "a"), "--min-rank <= --max-rank");
+  expectError("recommend --budget 4 --min-rank 3 --max-rank 2 " + q(tmp / "a"),
+              "--min-rank <= --max-rank");
   expectError("inspect --threads 0 " + q(tmp / "a"), "--threads >= 1");
   expectError("merge --dtype q4 --base x --adapter " + q(tmp / "a") + " --out " + q(tmp / "m"),
               "--dtype", tmp / "m");
@@ -151,6 +158,56 @@ TEST(CliUsage, UsageErrorsExitWithTwo) {
   expectError("merge --adapter " + q(tmp / "a"), "required", std::nullopt, 2);
   expectError("recommend --budget 4 --rule best " + q(tmp / "a"), "best", std::nullopt, 2);
   expectError("", "subcommand", std::nullopt, 2);
+}
+
+TEST(CliUsage, ResizeNeverWritesOverItsInput) {
+  ScratchDir tmp("own_input");
+  writeGoodAdapter(tmp / "a");
+  const std::string before = lora::test::readText(tmp / "a" / "adapter_model.safetensors");
+  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "a"),
+              "expected an OUT_DIR other than the adapter's own folder");
+  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "." / "a" / "."),
+              "expected an OUT_DIR other than the adapter's own folder");
+  EXPECT_EQ(lora::test::readText(tmp / "a" / "adapter_model.safetensors"), before);
+  // A resize that fails leaves no output folder and no staging file behind.
+  expectError("resize --rank 0 " + q(tmp / "a") + " " + q(tmp / "out"), "--rank >= 1", tmp / "out");
+}
+
+TEST(CliUsage, ThreadsFlagAndEnvironment) {
+  ScratchDir tmp("threads");
+  // An adapter large enough for the products to be split across threads.
+  lora::PeftAdapterWriter w(lora::AdapterConfig::parse(
+      R"({"peft_type": "LORA", "r": 32, "lora_alpha": 32, "target_modules": ["q"]})", "t"));
+  w.add("layers.0.q", lora::test::gaussian<float>(32, 384, 1, 0.1),
+        lora::test::gaussian<float>(512, 32, 2, 0.1), 32);
+  w.write(tmp / "a");
+  const std::string a = q(tmp / "a");
+  // --threads before or after the subcommand's name; the answers do not depend on it.
+  ASSERT_EQ(runCli("--threads 1 resize --rank 8 " + a + " " + q(tmp / "one")).status, 0);
+  ASSERT_EQ(runCli("resize --threads 2 --rank 8 " + a + " " + q(tmp / "two")).status, 0);
+  const auto one = lora::SafeTensorsReader::open(tmp / "one" / "adapter_model.safetensors");
+  const auto two = lora::SafeTensorsReader::open(tmp / "two" / "adapter_model.safetensors");
+  ASSERT_EQ(one.names(), two.names());
+  for (const std::string& name : one.names()) {
+    const Eigen::MatrixXf x = one.matrix<float>(name), y = two.matrix<float>(name);
+    ASSERT_EQ(x.rows(), y.rows());
+    ASSERT_EQ(x.cols(), y.cols());
+    EXPECT_LE((x - y).norm(), 1e-5 * y.norm()) << name;
+  }
+  // LORA_NUM_THREADS sets the default; a bad value is one error line unless --threads is given.
+  EXPECT_EQ(runCli("inspect " + a, "LORA_NUM_THREADS=2").status, 0);
+  const CliResult bad = runCli("inspect " + a, "LORA_NUM_THREADS=many");
+  EXPECT_EQ(bad.status, 1);
+  ASSERT_EQ(bad.errLines().size(), 1u) << bad.err;
+  EXPECT_EQ(bad.errLines()[0],
+            "lora: error: LORA_NUM_THREADS: expected an integer from 1 to 65536, got 'many' (or "
+            "pass --threads)");
+  EXPECT_TRUE(bad.out.empty());
+  EXPECT_EQ(runCli("inspect --threads 1 " + a, "LORA_NUM_THREADS=many").status, 0);
+  // A thread count must be positive, before the subcommand's name too.
+  expectError("--threads 0 inspect " + a, "expected --threads >= 1, got 0");
+  expectError("--threads -3 inspect " + a, "expected --threads >= 1, got -3");
+  expectError("inspect --threads x " + a, "threads", std::nullopt, 2);
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
-// FactoredSVD against Eigen's BDCSVD of the materialized product, float and double.
+// FactoredSVD against the dense SVD (linalg::denseSVD) of the materialized product, float and
+// double; CholeskyQR2 and its Householder fallback.
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include <Eigen/QR>
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/factored_svd.hpp"
@@ -32,11 +35,9 @@ class FactoredSVDTest : public ::testing::Test {
     ASSERT_EQ(svd.matrixU().cols(), k);
     ASSERT_EQ(svd.matrixV().rows(), A.cols());
     ASSERT_EQ(svd.matrixV().cols(), k);
-    const double top =
-        std::max<double>(ref.S(0), std::numeric_limits<Scalar>::min());
+    const double top = std::max<double>(ref.S(0), std::numeric_limits<Scalar>::min());
     for (Eigen::Index i = 0; i < k; ++i) {
-      EXPECT_LE(std::abs(double(svd.singularValues()(i)) - double(ref.S(i))),
-                tol * top)
+      EXPECT_LE(std::abs(double(svd.singularValues()(i)) - double(ref.S(i))), tol * top)
           << "sigma_" << i;
       if (i > 0) {
         EXPECT_LE(svd.singularValues()(i), svd.singularValues()(i - 1));
@@ -109,6 +110,65 @@ TYPED_TEST(FactoredSVDTest, TinyHugeAndNegativeScales) {
   }
   // Entries far from 1 on both sides: normalization keeps the core representable.
   this->checkAgainstDense(Mat<S>(B * S(1e15)), Mat<S>(A * S(1e-15)), S(1));
+}
+
+// A rows x cols factor (rows >= cols) with condition number kappa: singular values spaced
+// logarithmically from 1 down to 1/kappa between random orthonormal bases.
+template <typename S>
+Mat<S> withCondition(Eigen::Index rows, Eigen::Index cols, double kappa, std::uint64_t seed) {
+  const Eigen::MatrixXd Qu =
+      Eigen::HouseholderQR<Eigen::MatrixXd>(gaussian<double>(rows, cols, seed)).householderQ() *
+      Eigen::MatrixXd::Identity(rows, cols);
+  const Eigen::MatrixXd Qv =
+      Eigen::HouseholderQR<Eigen::MatrixXd>(gaussian<double>(cols, cols, seed + 1)).householderQ();
+  Eigen::VectorXd sigma(cols);
+  for (Eigen::Index i = 0; i < cols; ++i)
+    sigma(i) = std::pow(kappa, -double(i) / double(std::max<Eigen::Index>(cols - 1, 1)));
+  return (Qu * sigma.asDiagonal() * Qv.transpose()).cast<S>();
+}
+
+TYPED_TEST(FactoredSVDTest, CholeskyQR2ForWellConditionedFactors) {
+  using S = TypeParam;
+  using Method = typename lora::linalg::FactoredSVD<S>::QrMethod;
+  const Mat<S> B = gaussian<S>(200, 8, 61), A = gaussian<S>(8, 150, 62);
+  this->checkAgainstDense(B, A, S(1.5));
+  lora::linalg::FactoredSVD<S> svd(B, A, S(1.5));
+  EXPECT_EQ(svd.qrMethodB(), Method::CholeskyQR2);
+  EXPECT_EQ(svd.qrMethodA(), Method::CholeskyQR2);
+  // No QR by Cholesky for a zero factor or one with more columns than rows.
+  lora::linalg::FactoredSVD<S> zeroB(Mat<S>::Zero(30, 6), gaussian<S>(6, 20, 63));
+  EXPECT_EQ(zeroB.qrMethodB(), Method::Householder);
+  EXPECT_EQ(zeroB.qrMethodA(), Method::CholeskyQR2);
+  lora::linalg::FactoredSVD<S> wide(gaussian<S>(5, 9, 64), gaussian<S>(9, 40, 65));
+  EXPECT_EQ(wide.qrMethodB(), Method::Householder);
+}
+
+// Condition numbers 1e3 ... 1e12 in either factor: the answer keeps its accuracy, and the
+// Householder fallback runs wherever the condition number is far above the limit (near the limit
+// the estimate decides, so only the accuracy is checked there).
+TYPED_TEST(FactoredSVDTest, IllConditionedFactorsFallBackToHouseholder) {
+  using S = TypeParam;
+  using SVD = lora::linalg::FactoredSVD<S>;
+  const double limit = double(SVD::conditionLimit());
+  std::uint64_t seed = 70;
+  for (double kappa : {1e3, 1e6, 1e9, 1e12}) {
+    SCOPED_TRACE(testing::Message() << "kappa " << kappa);
+    const Mat<S> illB = withCondition<S>(120, 10, kappa, seed++);
+    const Mat<S> illA = withCondition<S>(90, 10, kappa, seed++).transpose();
+    const Mat<S> goodB = gaussian<S>(120, 10, seed++), goodA = gaussian<S>(10, 90, seed++);
+    this->checkAgainstDense(illB, goodA, S(1));
+    this->checkAgainstDense(goodB, illA, S(1));
+    const SVD b(illB, goodA), a(goodB, illA);
+    EXPECT_EQ(b.qrMethodA(), SVD::QrMethod::CholeskyQR2);
+    EXPECT_EQ(a.qrMethodB(), SVD::QrMethod::CholeskyQR2);
+    if (kappa >= 100 * limit) {
+      EXPECT_EQ(b.qrMethodB(), SVD::QrMethod::Householder);
+      EXPECT_EQ(a.qrMethodA(), SVD::QrMethod::Householder);
+    } else if (kappa * 100 <= limit) {
+      EXPECT_EQ(b.qrMethodB(), SVD::QrMethod::CholeskyQR2);
+      EXPECT_EQ(a.qrMethodA(), SVD::QrMethod::CholeskyQR2);
+    }
+  }
 }
 
 TYPED_TEST(FactoredSVDTest, CoordinatesMapFactorsToSingularVectors) {

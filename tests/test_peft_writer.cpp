@@ -124,7 +124,8 @@ TEST(PeftWriterFixtures, HalfPrecisionOutputRoundsEachValue) {
   for (const fs::path& dir : variants) {
     SCOPED_TRACE(dir.filename().string());
     const auto original = PeftAdapter<float>::load(dir);
-    for (const auto& [dtype, relative] : {std::pair{DType::F16, 1.0 / 2048}, std::pair{DType::BF16, 1.0 / 256}}) {
+    for (const auto& [dtype, relative] :
+         {std::pair{DType::F16, 1.0 / 2048}, std::pair{DType::BF16, 1.0 / 256}}) {
       ScratchDir tmp("half");
       lora::savePeftAdapter(original, tmp / "a", dtype);
       const auto st = SafeTensorsReader::open(tmp / "a" / "adapter_model.safetensors");
@@ -137,7 +138,8 @@ TEST(PeftWriterFixtures, HalfPrecisionOutputRoundsEachValue) {
         EXPECT_EQ(other.rank(), layer.rank()) << name;
         EXPECT_EQ(other.scaling(), layer.scaling()) << name;
         const Eigen::ArrayXXf dA = (other.A() - layer.A()).array().abs();
-        const Eigen::ArrayXXf bound = layer.A().array().abs() * static_cast<float>(relative) + 1e-7f;
+        const Eigen::ArrayXXf bound =
+            layer.A().array().abs() * static_cast<float>(relative) + 1e-7f;
         EXPECT_TRUE((dA <= bound).all()) << name;
       }
     }
@@ -154,7 +156,8 @@ TEST(PeftWriterFixtures, ChangedRanksResolveUnderPeftsPatternRule) {
     Eigen::Index i = 0;
     for (auto& [name, layer] : adapter) {
       // Every other module shrinks, to ranks that differ between modules.
-      if (i++ % 2 == 0 && layer.rank() > 1) layer.resize(1 + (i % std::max<Eigen::Index>(1, layer.rank() - 1)));
+      if (i++ % 2 == 0 && layer.rank() > 1)
+        layer.resize(1 + (i % std::max<Eigen::Index>(1, layer.rank() - 1)));
       wanted.emplace_back(name, layer.rank());
     }
     ScratchDir tmp("patterns");
@@ -176,10 +179,15 @@ TEST(PeftWriterFixtures, ChangedRanksResolveUnderPeftsPatternRule) {
 
 TEST(PeftWriterPatterns, KeysAreEscapedAnchoredAndIndependentOfOrder) {
   // Names with regex metacharacters, and names that are dotted suffixes of other names.
-  const std::vector<lora::ModuleRankAlpha> modules = {
-      {"layers.0.fc", 4, 8},         {"model.layers.0.fc", 8, 8},  {"x.model.layers.0.fc", 2, 8},
-      {"blocks.1.attn(qkv)+", 6, 3}, {"blocks.1.attn.q", 8, 8},    {"layers.10.fc", 8, 8},
-      {"layers.1.fc", 8, 16},        {"a.b", 8, 8},                {"xa.b", 5, 8}};
+  const std::vector<lora::ModuleRankAlpha> modules = {{"layers.0.fc", 4, 8},
+                                                      {"model.layers.0.fc", 8, 8},
+                                                      {"x.model.layers.0.fc", 2, 8},
+                                                      {"blocks.1.attn(qkv)+", 6, 3},
+                                                      {"blocks.1.attn.q", 8, 8},
+                                                      {"layers.10.fc", 8, 8},
+                                                      {"layers.1.fc", 8, 16},
+                                                      {"a.b", 8, 8},
+                                                      {"xa.b", 5, 8}};
   AdapterConfig cfg;
   lora::assignPatterns(cfg, modules);
   EXPECT_EQ(cfg.r, 8);
@@ -215,8 +223,9 @@ TEST(PeftWriterPatterns, AConfigThatAlreadyResolvesIsKept) {
       R"({"peft_type": "LORA", "r": 16, "lora_alpha": 16, "rank_pattern": {"down_proj": 4},
           "alpha_pattern": {"up_proj": 64}, "target_modules": ["down_proj", "up_proj", "q_proj"]})",
       "t");
-  const std::vector<lora::ModuleRankAlpha> modules = {
-      {"layers.0.mlp.down_proj", 4, 16}, {"layers.0.mlp.up_proj", 16, 64}, {"layers.0.q_proj", 16, 16}};
+  const std::vector<lora::ModuleRankAlpha> modules = {{"layers.0.mlp.down_proj", 4, 16},
+                                                      {"layers.0.mlp.up_proj", 16, 64},
+                                                      {"layers.0.q_proj", 16, 16}};
   AdapterConfig kept = cfg;
   lora::assignPatterns(kept, modules);
   EXPECT_EQ(kept.rankPattern, cfg.rankPattern);
@@ -226,8 +235,11 @@ TEST(PeftWriterPatterns, AConfigThatAlreadyResolvesIsKept) {
   AdapterConfig extended = cfg;
   lora::assignPatterns(extended, {{"layers.0.k_proj", 16, 16}});
   EXPECT_TRUE(extended.targets("layers.0.k_proj"));
-  AdapterConfig regex = AdapterConfig::parse(R"({"peft_type": "LORA", "target_modules": ".*q_proj"})", "t");
-  EXPECT_CONTAINS(errorOf([&] { lora::assignPatterns(regex, {{"layers.0.k_proj", 8, 8}}); }),
+  AdapterConfig regex =
+      AdapterConfig::parse(R"({"peft_type": "LORA", "target_modules": ".*q_proj"})", "t");
+  EXPECT_CONTAINS(errorOf([&] {
+                    lora::assignPatterns(regex, {{"layers.0.k_proj", 8, 8}});
+                  }),
                   "assignPatterns(): expected the target_modules regex '.*q_proj' to match module "
                   "'layers.0.k_proj'");
 }
@@ -239,8 +251,10 @@ TEST(PeftWriterConfig, HasEveryFieldPeftReadsWithSortedKeys) {
           "base_model_name_or_path": "org/model", "init_lora_weights": "gaussian", "lora_dropout": 0.05})",
       "t");
   PeftAdapterWriter w(tpl, DType::BF16);
-  w.add("layers.0.q_proj", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(5, 4, 2), 8.0);
-  w.add("base_model.model.layers.0.v_proj", lora::test::gaussian<double>(2, 6, 3), lora::test::gaussian<double>(5, 2, 4), 4.0);
+  w.add("layers.0.q_proj", lora::test::gaussian<float>(4, 6, 1),
+        lora::test::gaussian<float>(5, 4, 2), 8.0);
+  w.add("base_model.model.layers.0.v_proj", lora::test::gaussian<double>(2, 6, 3),
+        lora::test::gaussian<double>(5, 2, 4), 4.0);
   w.write(tmp / "a");
   const auto j = readJson(tmp / "a" / "adapter_config.json");
   for (const char* field :
@@ -303,11 +317,13 @@ TEST(PeftWriterConfig, AcceptsEigenExpressions) {
 
 TEST(PeftWriterErrors, BadModulesThrowAndLeaveTheWriterUnchanged) {
   PeftAdapterWriter w;
-  const Eigen::MatrixXf A = lora::test::gaussian<float>(3, 4, 1), B = lora::test::gaussian<float>(5, 3, 2);
+  const Eigen::MatrixXf A = lora::test::gaussian<float>(3, 4, 1),
+                        B = lora::test::gaussian<float>(5, 3, 2);
   w.add("fc", A, B, 8);
-  EXPECT_CONTAINS(errorOf([&] { w.add("g", A, lora::test::gaussian<float>(5, 2, 3), 8); }),
-                  "PeftAdapterWriter::add(): expected A (r x in) and B (out x r) with the same r >= 1 "
-                  "for module 'g', got A 3x4 and B 5x2");
+  EXPECT_CONTAINS(
+      errorOf([&] { w.add("g", A, lora::test::gaussian<float>(5, 2, 3), 8); }),
+      "PeftAdapterWriter::add(): expected A (r x in) and B (out x r) with the same r >= 1 "
+      "for module 'g', got A 3x4 and B 5x2");
   EXPECT_CONTAINS(errorOf([&] { w.add("fc", A, B, 8); }), "got 'fc' twice");
   EXPECT_CONTAINS(errorOf([&] { w.add("g", A, B, 0); }), "expected a positive finite alpha");
   Eigen::MatrixXf bad = A;
@@ -319,7 +335,8 @@ TEST(PeftWriterErrors, BadModulesThrowAndLeaveTheWriterUnchanged) {
   EXPECT_CONTAINS(errorOf([] { PeftAdapterWriter(AdapterConfig{}, DType::I32); }),
                   "expected an output dtype of F32, F16, BF16 or F64, got I32");
   ScratchDir tmp("empty");
-  EXPECT_CONTAINS(errorOf([&] { PeftAdapterWriter().write(tmp / "x"); }), "expected at least one module");
+  EXPECT_CONTAINS(errorOf([&] { PeftAdapterWriter().write(tmp / "x"); }),
+                  "expected at least one module");
   EXPECT_FALSE(fs::exists(tmp / "x"));
 }
 
@@ -345,13 +362,15 @@ TEST(PeftWriterErrors, FailedWritesLeaveNoPartialOutput) {
   EXPECT_CONTAINS(errorOf([&] { w.write(tmp / "a"); }), "expected to move the new config into");
   EXPECT_EQ(lora::test::readText(tmp / "a" / "adapter_model.safetensors"), before);
   std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(tmp / "a")) left.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(tmp / "a"))
+    left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"adapter_config.json", "adapter_model.safetensors"}));
 
   // A folder in the way of the tensors file: the write fails before any rename.
   fs::create_directories(tmp / "b" / "new" / "adapter_model.safetensors");
-  EXPECT_CONTAINS(errorOf([&] { w.write(tmp / "b" / "new"); }), "expected a file path for the tensors");
+  EXPECT_CONTAINS(errorOf([&] { w.write(tmp / "b" / "new"); }),
+                  "expected a file path for the tensors");
   EXPECT_TRUE(fs::is_directory(tmp / "b" / "new" / "adapter_model.safetensors"));
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp / "b" / "new"), fs::directory_iterator()), 1);
 }
@@ -364,6 +383,120 @@ TEST(PeftWriterErrors, AtomicTextWrites) {
                   "writeFileAtomic(): expected a writable folder");
   EXPECT_CONTAINS(errorOf([&] { lora::writeFileAtomic(tmp.path(), "x"); }), "expected a file path");
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming (streamTo): the same files as a writer that keeps everything, module by module
+
+TEST(PeftWriterStreaming, EveryVariantStreamsToTheSameTensorsAndConfig) {
+  const auto variants = variantDirs();
+  ASSERT_FALSE(variants.empty());
+  for (const fs::path& dir : variants) {
+    SCOPED_TRACE(dir.filename().string());
+    const auto file = PeftAdapterFile::open(dir);
+    EXPECT_TRUE(file.tensors().isMapped());
+    ScratchDir tmp("stream");
+    // Bounds above the real ranks (a resize's bounds are the old ranks): the header's room is
+    // larger than it needs and padded with spaces.
+    std::vector<lora::ModuleBound> bounds;
+    for (const auto& m : file.modules())
+      bounds.push_back(
+          {m.name, static_cast<int>(m.rank) + 100, m.in, m.out, !m.keyMagnitude.empty()});
+    PeftAdapterWriter kept(file.config(), DType::F32), streamed(file.config(), DType::F32);
+    streamed.streamTo(tmp / "streamed", bounds);
+    EXPECT_TRUE(streamed.isStreaming());
+    for (const auto& m : file.modules()) {
+      const Eigen::MatrixXf A = file.A<float>(m), B = file.B<float>(m);
+      PeftAdapterWriter part(file.config(), DType::F32);
+      if (m.keyMagnitude.empty()) {
+        kept.add(m.name, A, B, m.alpha);
+        part.add(m.name, A, B, m.alpha);
+      } else {
+        kept.add(m.name, A, B, m.alpha, file.magnitude<float>(m));
+        part.add(m.name, A, B, m.alpha, file.magnitude<float>(m));
+      }
+      streamed.append(std::move(part));
+      file.release(m);
+      // Released pages come back from the file when used again.
+      EXPECT_EQ(file.A<float>(m), A);
+    }
+    kept.write(tmp / "kept");
+    streamed.write(tmp / "streamed");
+    EXPECT_EQ(lora::test::readText(tmp / "kept" / "adapter_config.json"),
+              lora::test::readText(tmp / "streamed" / "adapter_config.json"));
+    const auto a = SafeTensorsReader::open(tmp / "kept" / "adapter_model.safetensors");
+    const auto b = SafeTensorsReader::open(tmp / "streamed" / "adapter_model.safetensors");
+    EXPECT_EQ(a.names(), b.names());
+    EXPECT_EQ(b.metadata(), a.metadata());
+    for (const std::string& n : a.names()) {
+      const auto x = a.rawBytes(n), y = b.rawBytes(n);
+      EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << n;
+      EXPECT_EQ(a.info(n).shape, b.info(n).shape) << n;
+    }
+    const auto loaded = PeftAdapter<float>::load(tmp / "streamed");
+    expectSameAdapter(PeftAdapter<float>::load(dir), loaded);
+    // Only the two files are left.
+    EXPECT_EQ(std::distance(fs::directory_iterator(tmp / "streamed"), fs::directory_iterator()), 2);
+  }
+}
+
+TEST(PeftWriterStreaming, BoundsAreEnforcedAndFailuresLeaveNothing) {
+  ScratchDir tmp("stream_errors");
+  const Eigen::MatrixXf A = lora::test::gaussian<float>(3, 4, 1),
+                        B = lora::test::gaussian<float>(5, 3, 2);
+  const std::vector<lora::ModuleBound> bounds = {{"fc", 3, 4, 5, false}, {"g", 2, 4, 5, false}};
+  {
+    PeftAdapterWriter w;
+    w.streamTo(tmp / "sub" / "out", bounds);
+    EXPECT_TRUE(fs::is_directory(tmp / "sub" / "out"));
+    EXPECT_CONTAINS(errorOf([&] { w.add("other", A, B, 8); }),
+                    "PeftAdapterWriter::add(): expected a module listed in the bounds given to "
+                    "streamTo, got tensor 'base_model.model.other.lora_A.weight'");
+    EXPECT_CONTAINS(errorOf([&] { w.add("g", A, B, 8); }), "got a larger shape");
+    EXPECT_EQ(w.size(), 0u);
+    w.add("fc", A, B, 8);  // still usable after the errors
+    EXPECT_CONTAINS(errorOf([&] { w.streamTo(tmp / "again", bounds); }),
+                    "expected a writer that is not streaming yet");
+    EXPECT_CONTAINS(errorOf([&] { w.write(tmp / "elsewhere"); }),
+                    "expected the folder given to streamTo");
+    PeftAdapterWriter plain;
+    plain.add("g", lora::test::gaussian<float>(2, 4, 3), lora::test::gaussian<float>(5, 2, 4), 4);
+    PeftAdapterWriter other;
+    other.streamTo(tmp / "other", bounds);
+    EXPECT_CONTAINS(errorOf([&] { plain.append(std::move(other)); }),
+                    "expected a writer that is not streaming");
+    // Destroyed before write(): the staging files and the folders streamTo created are gone.
+  }
+  EXPECT_FALSE(fs::exists(tmp / "sub"));
+  EXPECT_FALSE(fs::exists(tmp / "other"));
+  EXPECT_CONTAINS(errorOf([&] { PeftAdapterWriter().streamTo(tmp / "x", {}); }),
+                  "expected at least one module bound");
+  EXPECT_CONTAINS(errorOf([&] {
+                    PeftAdapterWriter().streamTo(tmp / "x", {{"fc", 0, 4, 5, false}});
+                  }),
+                  "expected a module name, a rank >= 1");
+  PeftAdapterWriter full;
+  full.add("fc", A, B, 8);
+  EXPECT_CONTAINS(errorOf([&] { full.streamTo(tmp / "x", bounds); }), "expected an empty writer");
+  std::ofstream(tmp / "file") << "x";
+  EXPECT_CONTAINS(errorOf([&] { PeftAdapterWriter().streamTo(tmp / "file", bounds); }),
+                  "expected a folder for the adapter, got the file");
+  EXPECT_FALSE(fs::exists(tmp / "x"));
+
+  // A streamed write over an earlier adapter replaces it; a written writer cannot write again.
+  PeftAdapterWriter first;
+  first.add("fc", A, B, 8);
+  first.write(tmp / "a");
+  PeftAdapterWriter w;
+  w.streamTo(tmp / "a", bounds);
+  w.add("g", lora::test::gaussian<float>(2, 4, 5), lora::test::gaussian<float>(5, 2, 6), 4);
+  w.write(tmp / "a");
+  const auto file = PeftAdapterFile::open(tmp / "a");
+  ASSERT_EQ(file.modules().size(), 1u);
+  EXPECT_EQ(file.modules()[0].name, "g");
+  EXPECT_EQ(file.modules()[0].rank, 2);
+  EXPECT_CONTAINS(errorOf([&] { w.write(tmp / "a"); }), "has not written yet");
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp / "a"), fs::directory_iterator()), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

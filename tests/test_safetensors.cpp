@@ -440,6 +440,48 @@ TEST_F(SafeTensorsRoundTrip, ReadErrors) {
   EXPECT_CONTAINS(message, "beyond the buffer");
 }
 
+TEST_F(SafeTensorsRoundTrip, MappedReaderReadsWhatOpenReads) {
+  SafeTensorsWriter w;
+  Eigen::MatrixXf big(300, 200);  // more than a page, so release() drops whole pages
+  for (Eigen::Index i = 0; i < big.size(); ++i) big.data()[i] = static_cast<float>(i) * 0.5f;
+  w.setMetadata("format", "pt")
+      .add("big", big)
+      .addVector("v", Eigen::VectorXd::LinSpaced(5, 0, 1), DType::BF16);
+  w.write(m_dir / "m.safetensors");
+  const auto opened = SafeTensorsReader::open(m_dir / "m.safetensors");
+  const auto mapped = SafeTensorsReader::map(m_dir / "m.safetensors");
+  EXPECT_FALSE(opened.isMapped());
+  EXPECT_TRUE(mapped.isMapped());
+  EXPECT_EQ(mapped.names(), opened.names());
+  EXPECT_EQ(mapped.metadata(), opened.metadata());
+  EXPECT_EQ(mapped.matrix<float>("big"), big);
+  EXPECT_EQ(mapped.vector<double>("v"), opened.vector<double>("v"));
+  // Released bytes are read from the file again when used; a copy shares the mapping.
+  mapped.release("big");
+  mapped.release("v");
+  opened.release("big");  // no effect on a reader that holds its bytes
+  const SafeTensorsReader copy = mapped;
+  EXPECT_EQ(copy.matrix<float>("big"), big);
+  EXPECT_EQ(mapped.matrix<float>("big"), big);
+  EXPECT_EQ(opened.matrix<float>("big"), big);
+  EXPECT_CONTAINS(errorOf([&] { mapped.release("nope"); }),
+                  "SafeTensorsReader::release(): expected the name of a tensor");
+
+  // Errors name the function and the file; what cannot be mapped is read.
+  const std::string missing = (m_dir / "missing.safetensors").string();
+  EXPECT_CONTAINS(errorOf([&] { SafeTensorsReader::map(missing); }),
+                  "SafeTensorsReader::map(): expected a readable");
+  EXPECT_CONTAINS(errorOf([&] { SafeTensorsReader::map(missing); }), missing);
+  EXPECT_CONTAINS(errorOf([&] { SafeTensorsReader::map(m_dir); }), "folder");
+  std::ofstream(m_dir / "empty.safetensors").close();
+  EXPECT_CONTAINS(errorOf([&] { SafeTensorsReader::map(m_dir / "empty.safetensors"); }),
+                  "expected at least 8 bytes");
+  const fs::path cut = m_dir / "cut.safetensors";
+  fs::copy_file(m_dir / "m.safetensors", cut);
+  fs::resize_file(cut, fs::file_size(cut) - 2);
+  EXPECT_CONTAINS(errorOf([&] { SafeTensorsReader::map(cut); }), "beyond the buffer");
+}
+
 TEST(SafeTensorsWriterTest, AddErrorsLeaveTheWriterUnchanged) {
   SafeTensorsWriter w;
   w.add("a", Eigen::MatrixXf::Ones(2, 2));

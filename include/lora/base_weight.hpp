@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 
 #include "lora/error.hpp"
+#include "lora/threads.hpp"
 
 namespace lora {
 

@@ -21,6 +21,7 @@
 #include "lora/random.hpp"
 #include "lora/resize.hpp"
 #include "lora/scaling.hpp"
+#include "lora/threads.hpp"
 
 namespace lora {
 

@@ -13,6 +13,7 @@
 #include "lora/random.hpp"
 #include "lora/resize.hpp"
 #include "lora/scaling.hpp"
+#include "lora/threads.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/factored_svd.hpp"

@@ -39,7 +39,7 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
   }
   AdapterConfig config = AdapterConfig::load(dir);
   const fs::path file = dir / "adapter_model.safetensors";
-  PeftAdapterFile out(std::move(config), SafeTensorsReader::open(file));
+  PeftAdapterFile out(std::move(config), SafeTensorsReader::map(file));
   out.m_fileBytes = static_cast<std::size_t>(fs::file_size(file, ec));
   const AdapterConfig& cfg = out.m_config;
   const SafeTensorsReader& st = out.m_tensors;
@@ -52,7 +52,8 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
   std::map<std::string, Parts, std::less<>> parts;
   for (const std::string& key : st.names()) {
     if (!key.starts_with(kPrefix)) {
-      fail(kWhere, "expected tensor keys starting with '{}' in '{}', got '{}'", kPrefix, source, key);
+      fail(kWhere, "expected tensor keys starting with '{}' in '{}', got '{}'", kPrefix, source,
+           key);
     }
     const std::string_view rest = std::string_view(key).substr(kPrefix.size());
     std::string module;
@@ -100,7 +101,8 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
     }
     for (const TensorInfo* t : {&a, &b}) {
       if (!isFloat(t->dtype)) {
-        fail(kWhere, "expected F16, BF16, F32 or F64 factors for module '{}' in '{}', got {} for '{}'",
+        fail(kWhere,
+             "expected F16, BF16, F32 or F64 factors for module '{}' in '{}', got {} for '{}'",
              name, source, dtypeName(t->dtype), t->name);
       }
     }

@@ -14,6 +14,10 @@
 #include <system_error>
 #include <utility>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -22,6 +26,7 @@
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
+#include "safetensors_header.hpp"
 
 namespace lora {
 namespace {
@@ -364,6 +369,24 @@ std::int64_t TensorInfo::numel() const {
 // ---------------------------------------------------------------------------------------------
 // SafeTensorsReader
 
+// The bytes of a file: read into memory, or mapped.
+struct SafeTensorsReader::Storage {
+  std::vector<std::byte> owned;
+  void* mapped = nullptr;
+  std::size_t mappedSize = 0;
+
+  Storage() = default;
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() {
+    if (mapped != nullptr) ::munmap(mapped, mappedSize);
+  }
+  const std::byte* data() const {
+    return mapped != nullptr ? static_cast<const std::byte*>(mapped) : owned.data();
+  }
+  std::size_t size() const { return mapped != nullptr ? mappedSize : owned.size(); }
+};
+
 SafeTensorsReader SafeTensorsReader::open(const std::filesystem::path& path) {
   constexpr std::string_view kWhere = "SafeTensorsReader::open";
   const std::string name = path.string();
@@ -385,28 +408,60 @@ SafeTensorsReader SafeTensorsReader::open(const std::filesystem::path& path) {
   if (!in || in.gcount() != static_cast<std::streamsize>(size)) {
     fail(kWhere, "expected to read {} bytes from '{}', got {}", size, name, in.gcount());
   }
-  return parse(std::move(bytes), name, kWhere);
+  auto storage = std::make_shared<Storage>();
+  storage->owned = std::move(bytes);
+  return parse(std::move(storage), name, kWhere);
 }
 
 SafeTensorsReader SafeTensorsReader::fromBytes(std::vector<std::byte> bytes,
                                                std::string sourceName) {
-  return parse(std::move(bytes), std::move(sourceName), "SafeTensorsReader::fromBytes");
+  auto storage = std::make_shared<Storage>();
+  storage->owned = std::move(bytes);
+  return parse(std::move(storage), std::move(sourceName), "SafeTensorsReader::fromBytes");
 }
 
-SafeTensorsReader SafeTensorsReader::parse(std::vector<std::byte> bytes, std::string source,
-                                           std::string_view where) {
-  const std::uint64_t total = bytes.size();
+SafeTensorsReader SafeTensorsReader::map(const std::filesystem::path& path) {
+  constexpr std::string_view kWhere = "SafeTensorsReader::map";
+  const std::string name = path.string();
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EISDIR)
+      fail(kWhere, "expected a readable safetensors file, got the folder '{}'", name);
+    fail(kWhere, "expected a readable safetensors file, got '{}' ({})", name,
+         detail::errnoText(errno));
+  }
+  struct stat st {};
+  void* mapped = MAP_FAILED;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    mapped = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  const bool isDir = S_ISDIR(st.st_mode);
+  ::close(fd);  // the mapping keeps the file
+  if (mapped == MAP_FAILED) {
+    if (isDir) fail(kWhere, "expected a readable safetensors file, got the folder '{}'", name);
+    return open(path);  // a pipe, an empty file, or no mapping possible: read it
+  }
+  auto storage = std::make_shared<Storage>();
+  storage->mapped = mapped;
+  storage->mappedSize = static_cast<std::size_t>(st.st_size);
+  return parse(std::move(storage), name, kWhere);
+}
+
+SafeTensorsReader SafeTensorsReader::parse(std::shared_ptr<const Storage> storage,
+                                           std::string source, std::string_view where) {
+  const std::byte* bytes = storage->data();
+  const std::uint64_t total = storage->size();
   if (total < 8) {
     fail(where, "expected at least 8 bytes (the header length) in '{}', got {} bytes", source,
          total);
   }
-  const auto headerLen = loadLittle<std::uint64_t>(bytes.data());
+  const auto headerLen = loadLittle<std::uint64_t>(bytes);
   if (headerLen > total - 8) {  // no overflow: total >= 8
     fail(where,
          "expected a header length of at most {} bytes (the rest of the file) in '{}', got {}",
          total - 8, source, headerLen);
   }
-  const char* text = reinterpret_cast<const char*>(bytes.data() + 8);
+  const char* text = reinterpret_cast<const char*>(bytes + 8);
   DuplicateKeys duplicates;
   Json header;
   try {
@@ -490,8 +545,30 @@ SafeTensorsReader SafeTensorsReader::parse(std::vector<std::byte> bytes, std::st
 
   reader.m_source = std::move(source);
   reader.m_dataStart = static_cast<std::size_t>(8 + headerLen);
-  reader.m_bytes = std::move(bytes);
+  reader.m_storage = std::move(storage);
   return reader;
+}
+
+const std::byte* SafeTensorsReader::dataOf(const TensorInfo& t) const {
+  return m_storage->data() + m_dataStart + t.begin;
+}
+
+bool SafeTensorsReader::isMapped() const noexcept {
+  return m_storage != nullptr && m_storage->mapped != nullptr;
+}
+
+void SafeTensorsReader::release(std::string_view name) const {
+  const TensorInfo& t = tensorOfRank(name, -1, "SafeTensorsReader::release");
+  if (!isMapped() || t.end == t.begin) return;
+  // Whole pages only (the mapping starts on a page); a page shared with a neighbouring tensor is
+  // dropped as well and read again from the file if that tensor is used.
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<std::uintptr_t>(m_storage->mapped);
+  const std::uintptr_t begin = reinterpret_cast<std::uintptr_t>(dataOf(t)) / page * page;
+  const std::uintptr_t end = std::min<std::uintptr_t>(
+      (reinterpret_cast<std::uintptr_t>(dataOf(t)) + (t.end - t.begin) + page - 1) / page * page,
+      (base + m_storage->mappedSize + page - 1) / page * page);
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 const TensorInfo* SafeTensorsReader::find(std::string_view name) const {
@@ -509,7 +586,7 @@ const TensorInfo& SafeTensorsReader::info(std::string_view name) const {
 
 std::span<const std::byte> SafeTensorsReader::rawBytes(std::string_view name) const {
   const TensorInfo& t = tensorOfRank(name, -1, "SafeTensorsReader::rawBytes");
-  return {m_bytes.data() + m_dataStart + t.begin, static_cast<std::size_t>(t.end - t.begin)};
+  return {dataOf(t), static_cast<std::size_t>(t.end - t.begin)};
 }
 
 const TensorInfo& SafeTensorsReader::tensorOfRank(std::string_view name, int rank,
@@ -527,12 +604,12 @@ const TensorInfo& SafeTensorsReader::tensorOfRank(std::string_view name, int ran
 
 void SafeTensorsReader::decodeInto(const TensorInfo& t, float* out, bool transpose2d,
                                    std::string_view where) const {
-  decodeImpl(t, m_bytes.data() + m_dataStart + t.begin, out, transpose2d, m_source, where);
+  decodeImpl(t, dataOf(t), out, transpose2d, m_source, where);
 }
 
 void SafeTensorsReader::decodeInto(const TensorInfo& t, double* out, bool transpose2d,
                                    std::string_view where) const {
-  decodeImpl(t, m_bytes.data() + m_dataStart + t.begin, out, transpose2d, m_source, where);
+  decodeImpl(t, dataOf(t), out, transpose2d, m_source, where);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,29 +778,14 @@ void SafeTensorsWriter::write(const std::filesystem::path& path) const {
   const std::string target = path.string();
   if (!path.has_filename()) fail(kWhere, "expected a file path, got '{}'", target);
 
-  // Header: __metadata__ first (as the reference writer does), then tensors in insertion order.
-  std::string header;
-  try {
-    Json h = Json::object();
-    if (!m_metadata.empty()) {
-      Json meta = Json::object();
-      for (const auto& [key, value] : m_metadata) meta[key] = value;
-      h["__metadata__"] = std::move(meta);
-    }
-    std::uint64_t offset = 0;
-    for (const Entry& e : m_entries) {
-      Json entry = Json::object();
-      entry["dtype"] = std::string(dtypeName(e.dtype));
-      entry["shape"] = e.shape;
-      entry["data_offsets"] = Json::array({offset, offset + e.data.size()});
-      h[e.name] = std::move(entry);
-      offset += e.data.size();
-    }
-    header = h.dump();
-  } catch (const nlohmann::json::exception& e) {
-    fail(kWhere, "expected a header that serializes to JSON for '{}', got {}", target, e.what());
+  std::vector<detail::SafeTensorsHeaderEntry> entries;
+  entries.reserve(m_entries.size());
+  std::uint64_t offset = 0;
+  for (const Entry& e : m_entries) {
+    entries.push_back({e.name, e.dtype, &e.shape, offset, offset + e.data.size()});
+    offset += e.data.size();
   }
-  while (header.size() % 8 != 0) header.push_back(' ');
+  const std::string header = detail::safetensorsHeader(entries, m_metadata, kWhere, target);
 
   detail::AtomicFile file(path, kWhere);
   std::array<std::byte, 8> length{};
@@ -734,4 +796,40 @@ void SafeTensorsWriter::write(const std::filesystem::path& path) const {
   file.commit();
 }
 
+void SafeTensorsWriter::forEach(
+    const std::function<void(const std::string&, DType, const std::vector<std::int64_t>&,
+                             std::span<const std::byte>)>& fn) const {
+  for (const Entry& e : m_entries) fn(e.name, e.dtype, e.shape, e.data);
+}
+
+namespace detail {
+
+std::string safetensorsHeader(const std::vector<SafeTensorsHeaderEntry>& entries,
+                              const std::map<std::string, std::string>& metadata,
+                              std::string_view where, const std::string& target) {
+  // __metadata__ first (as the reference writer does), then the tensors in the order given.
+  std::string header;
+  try {
+    Json h = Json::object();
+    if (!metadata.empty()) {
+      Json meta = Json::object();
+      for (const auto& [key, value] : metadata) meta[key] = value;
+      h["__metadata__"] = std::move(meta);
+    }
+    for (const SafeTensorsHeaderEntry& e : entries) {
+      Json entry = Json::object();
+      entry["dtype"] = std::string(dtypeName(e.dtype));
+      entry["shape"] = *e.shape;
+      entry["data_offsets"] = Json::array({e.begin, e.end});
+      h[std::string(e.name)] = std::move(entry);
+    }
+    header = h.dump();
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, "expected a header that serializes to JSON for '{}', got {}", target, e.what());
+  }
+  while (header.size() % 8 != 0) header.push_back(' ');
+  return header;
+}
+
+}  // namespace detail
 }  // namespace lora

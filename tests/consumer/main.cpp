@@ -5,6 +5,8 @@
 #include <lora/lora.hpp>
 
 int main() {
+  lora::setNumThreads(2);  // links the thread setting (OpenMP, OpenBLAS) as a consumer does
+  const bool threadsOk = lora::numThreads() == 2;
   Eigen::MatrixXf W = Eigen::MatrixXf::Identity(8, 6);
   auto layer = lora::Layer<float>::fromFactors(Eigen::MatrixXf::Ones(2, 6),
                                                Eigen::MatrixXf::Ones(8, 2), 4.0);
@@ -18,7 +20,11 @@ int main() {
   const auto cfg =
       lora::AdapterConfig::parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8})", "inline");
   const bool configOk = cfg.rankFor("layers.0.q_proj") == 4;
-  std::printf("consumer: forward %s, resize %s, config %s\n", forwardOk ? "ok" : "WRONG",
-              resizeOk ? "ok" : "WRONG", configOk ? "ok" : "WRONG");
-  return forwardOk && resizeOk && configOk ? 0 : 1;
+  const Eigen::VectorXf sigma =
+      lora::linalg::singularValues(Eigen::MatrixXf::Identity(5, 3) * 3.0f);
+  const bool svdOk = std::abs(sigma(0) - 3.0f) < 1e-5f && std::abs(sigma(2) - 3.0f) < 1e-5f;
+  std::printf("consumer: threads %s, forward %s, resize %s, config %s, svd %s\n",
+              threadsOk ? "ok" : "WRONG", forwardOk ? "ok" : "WRONG", resizeOk ? "ok" : "WRONG",
+              configOk ? "ok" : "WRONG", svdOk ? "ok" : "WRONG");
+  return threadsOk && forwardOk && resizeOk && configOk && svdOk ? 0 : 1;
 }

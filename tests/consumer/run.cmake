@@ -1,5 +1,5 @@
 # cmake -DMODE=find_package|subdirectory -DSOURCE_DIR=... -DMAIN_BUILD_DIR=... -DWORK_DIR=...
-#       [-DPREBUILT=liblorapp.a -DNATIVE=ON|OFF] -P run.cmake
+#       [-DPREBUILT=liblorapp.a -DNATIVE=ON|OFF -DOPENMP=.. -DLAPACK=.. -DBLAS=..] -P run.cmake
 # Builds and runs the consumer project; any failing step fails the test.
 function(step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -24,7 +24,8 @@ else()
   # with the same -march as NATIVE says) through the LORA_PREBUILT_INSTANCES hook.
   step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer" -B "${build}" -DLORA_CONSUMER_MODE=subdirectory
        "-DLORA_SOURCE_DIR=${SOURCE_DIR}" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0"
-       "-DLORA_PREBUILT_INSTANCES=${PREBUILT}" "-DLORA_NATIVE_ARCH=${NATIVE}")
+       "-DLORA_PREBUILT_INSTANCES=${PREBUILT}" "-DLORA_NATIVE_ARCH=${NATIVE}"
+       "-DLORA_OPENMP=${OPENMP}" "-DLORA_LAPACK=${LAPACK}" "-DLORA_BLAS=${BLAS}")
 endif()
 step(${CMAKE_COMMAND} --build "${build}" --parallel 2)
 step("${build}/consumer")

@@ -33,9 +33,9 @@ class ScratchDir {
  public:
   explicit ScratchDir(const std::string& tag) {
     static std::atomic<int> counter{0};
-    m_path = std::filesystem::temp_directory_path() /
-             ("lora_test_" + tag + "_" + std::to_string(::getpid()) + "_" +
-              std::to_string(counter++));
+    m_path =
+        std::filesystem::temp_directory_path() /
+        ("lora_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     std::filesystem::remove_all(m_path);
     std::filesystem::create_directories(m_path);
   }
@@ -67,14 +67,16 @@ inline std::string shellQuote(const std::string& s) {
 }
 
 #ifdef LORA_CLI
-/// Runs `lora <args>` (args already quoted as needed), stdin from /dev/null.
-inline CliResult runCli(const std::string& args) {
+/// Runs `lora <args>` (args already quoted as needed), stdin from /dev/null; \p environment,
+/// when given, is prefixed as shell assignments (e.g. "LORA_NUM_THREADS=2").
+inline CliResult runCli(const std::string& args, const std::string& environment = "") {
   static std::atomic<int> counter{0};
   const auto base = std::filesystem::temp_directory_path() /
                     ("lora_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   const std::string outFile = base.string() + ".out", errFile = base.string() + ".err";
-  const std::string cmd = std::string(LORA_CLI) + " " + args + " </dev/null >" +
-                          shellQuote(outFile) + " 2>" + shellQuote(errFile);
+  const std::string cmd = environment + (environment.empty() ? "" : " ") + std::string(LORA_CLI) +
+                          " " + args + " </dev/null >" + shellQuote(outFile) + " 2>" +
+                          shellQuote(errFile);
   const int raw = std::system(cmd.c_str());
   CliResult r;
   r.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;

@@ -13,12 +13,13 @@
 
 #include "lora/error.hpp"
 #include "lora/linalg/factored_svd.hpp"
+#include "lora/threads.hpp"
 
 namespace lora::cli {
 
 void addCommonOptions(CLI::App* cmd, CommonOptions& options, bool withJson) {
   cmd->add_option("--threads", options.threads,
-                  "worker threads, >= 1 (default: the number of hardware threads)");
+                  "threads, >= 1 (default: LORA_NUM_THREADS, else every core)");
   cmd->add_flag("--quiet,-q", options.quiet, "no progress bar (it is drawn only on a terminal)");
   if (withJson) cmd->add_flag("--json", options.json, "print JSON on stdout instead of a table");
 }
@@ -30,7 +31,7 @@ unsigned threadCount(const CLI::App* cmd, const CommonOptions& options) {
     }
     return static_cast<unsigned>(options.threads);
   }
-  return std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<unsigned>(lora::numThreads());
 }
 
 void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn,
@@ -58,7 +59,10 @@ void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::
       }
     }
   };
-  const std::size_t helpers = std::min<std::size_t>(threads, n) - (n > 0 && threads > 0 ? 1 : 0);
+  const std::size_t workers = std::min<std::size_t>(threads, n);
+  const std::size_t helpers = workers - (n > 0 && threads > 0 ? 1 : 0);
+  // Modules in parallel, each on one thread; or one module at a time on all of them.
+  const ScopedNumThreads inner(workers > 1 ? 1 : static_cast<int>(std::max(1u, threads)));
   std::vector<std::thread> pool;
   pool.reserve(helpers);
   try {

@@ -20,7 +20,7 @@ namespace lora::cli {
 
 /// Options every adapter subcommand has.
 struct CommonOptions {
-  int threads = 0;     ///< 0: std::thread::hardware_concurrency()
+  int threads = 0;     ///< 0: lora::numThreads() (LORA_NUM_THREADS, else every core)
   bool quiet = false;  ///< no progress bar
   bool json = false;   ///< JSON on stdout instead of a table
 };
@@ -28,10 +28,12 @@ struct CommonOptions {
 /// Adds --threads and --quiet (and --json when \p withJson) to \p cmd.
 void addCommonOptions(CLI::App* cmd, CommonOptions& options, bool withJson);
 
-/// The number of worker threads: --threads when given (must be >= 1), else the hardware's.
+/// The number of threads: --threads when given (must be >= 1), else lora::numThreads().
 unsigned threadCount(const CLI::App* cmd, const CommonOptions& options);
 
-/// Runs fn(i) for every i in [0, n) on up to \p threads threads (the caller's included). After
+/// Runs fn(i) for every i in [0, n) on up to \p threads threads (the caller's included); while
+/// several run, each uses one thread inside LoRA++ (lora::setNumThreads(1)), and a single worker
+/// gets all \p threads, so the machine is never oversubscribed. After
 /// a failure no new index starts; once all running calls return, the exception of the lowest
 /// failing index is rethrown, so the error does not depend on scheduling.
 void parallelFor(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn,

@@ -3,10 +3,12 @@
 #include <exception>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "lora/error.hpp"
+#include "lora/threads.hpp"
 
 namespace {
 
@@ -23,6 +25,26 @@ std::string oneLine(std::string text) {
 int main(int argc, char** argv) {
   CLI::App app{"lora: LoRA++ command-line tool"};
   app.require_subcommand(1);
+  // --threads before the subcommand's name (the adapter subcommands also take it after), for
+  // every subcommand; LORA_NUM_THREADS otherwise. Set before the subcommands are added: they
+  // inherit fallthrough.
+  int threads = 0;
+  app.add_option("--threads", threads,
+                 "threads, >= 1 (default: LORA_NUM_THREADS, else every core)");
+  app.fallthrough();
+  app.parse_complete_callback([&app, &threads] {
+    bool given = app.count("--threads") > 0;
+    for (const CLI::App* sub : app.get_subcommands()) {
+      if (sub->get_option_no_throw("--threads") != nullptr && sub->count("--threads") > 0)
+        given = true;
+    }
+    if (app.count("--threads") > 0) {
+      if (threads < 1) throw lora::Error(fmt::format("expected --threads >= 1, got {}", threads));
+      lora::setNumThreads(threads);
+    }
+    if (!given && !lora::threadEnvironmentError().empty())
+      throw lora::Error(lora::threadEnvironmentError() + " (or pass --threads)");
+  });
   lora::cli::addRankReplay(app);
   lora::cli::addInspect(app);
   lora::cli::addMerge(app);

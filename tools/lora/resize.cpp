@@ -1,7 +1,8 @@
 // `lora resize DIR OUT_DIR`: a new rank per module from the spectrum of its s·B·A (one rule for
 // all modules), and the truncated SVD of s·B·A at that rank as the new factors, computed from the
-// factors (FactoredSVD: O((out + in)·r²), never the out x in matrix). Modules are read, resized
-// and encoded one at a time per thread, so memory stays near twice the adapter's size.
+// factors (FactoredSVD: O((out + in)·r²), never the out x in matrix). Modules are read from the
+// mapped file, resized and encoded one at a time per thread and written as they finish (in
+// module order), so memory stays near a few modules' tensors whatever the adapter's size.
 //
 // Rules: --rank N; --energy T (PEFT convert_to_lora's energy rule); --sv-ratio, --sv-cumulative,
 // --sv-fro (kohya sd-scripts networks/resize_lora.py); --knee; --rank-pattern FILE (PEFT's
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -169,6 +171,10 @@ struct ModuleResult {
 void run(const CLI::App* cmd, const ResizeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   const Plan plan = makePlan(cmd, a);
+  std::error_code sameEc;
+  if (fs::exists(a.outDir, sameEc) && fs::equivalent(a.outDir, a.dir, sameEc))
+    detail::fail(kWhere, "expected an OUT_DIR other than the adapter's own folder, got '{}'",
+                 a.outDir);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   if (mutatesBase(file.config())) {
     detail::fail(kWhere,
@@ -182,9 +188,17 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
   const ScalingMode mode = file.scalingMode();
 
   std::vector<ModuleResult> results(modules.size());
-  std::vector<PeftAdapterWriter> parts;
-  parts.reserve(modules.size());
-  for (std::size_t i = 0; i < modules.size(); ++i) parts.emplace_back(file.config(), outType);
+  // The output streams to its staging file as modules finish, in module order (so the file does
+  // not depend on the thread count): a module that finishes early waits in `ready`.
+  std::vector<ModuleBound> bounds;
+  bounds.reserve(modules.size());
+  for (const auto& m : modules)
+    bounds.push_back({m.name, static_cast<int>(m.rank), m.in, m.out, !m.keyMagnitude.empty()});
+  PeftAdapterWriter writer(file.config(), outType);
+  writer.streamTo(a.outDir, bounds);
+  std::vector<std::optional<PeftAdapterWriter>> ready(modules.size());
+  std::mutex writing;
+  std::size_t next = 0;
   {
     io::Progress progress("resize", modules.size(), a.common.quiet);
     parallelFor(
@@ -230,16 +244,24 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
             B.swap(newB);
             res.newAlpha = alphaFor(s, k, mode);
           }
+          PeftAdapterWriter part(file.config(), outType);
           if (m.keyMagnitude.empty()) {
-            parts[i].add(m.name, A, B, res.newAlpha);
+            part.add(m.name, A, B, res.newAlpha);
           } else {
-            parts[i].add(m.name, A, B, res.newAlpha, file.magnitude<double>(m));
+            part.add(m.name, A, B, res.newAlpha, file.magnitude<double>(m));
+          }
+          file.release(m);
+          const std::lock_guard lock(writing);
+          ready[i] = std::move(part);
+          for (; next < ready.size() && ready[next]; ++next) {
+            writer.append(std::move(*ready[next]));
+            ready[next].reset();
           }
         },
         &progress);
   }
-  PeftAdapterWriter writer(file.config(), outType);
-  for (PeftAdapterWriter& p : parts) writer.append(std::move(p));
+  if (next != modules.size())
+    detail::fail(kWhere, "expected every module written, got {} of {}", next, modules.size());
   writer.write(a.outDir);
 
   Index before = 0, after = 0, rankBefore = 0, rankAfter = 0;

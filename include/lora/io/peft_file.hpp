@@ -24,9 +24,11 @@ namespace lora {
 /// (`base_model.model.<module>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`),
 /// both factors present, 2-D factors whose ranks agree, the rank the config's pattern rule gives
 /// (PEFT `get_pattern_key`), DoRA magnitudes present exactly when `use_dora` and of length out.
-/// The file's bytes stay in memory (once); A, B and m are decoded when asked for, so a caller
-/// that handles one module at a time holds about one adapter's worth of memory plus one module's
-/// temporaries. Finite values are checked by whoever computes with them (FactoredSVD, Layer).
+/// The tensors file is mapped, not read (SafeTensorsReader::map): A, B and m are read from it
+/// and decoded when asked for, and release() lets their pages go, so a caller that handles one
+/// module at a time holds about one module's tensors and temporaries, whatever the adapter's
+/// size. The file must not be truncated or rewritten while the object lives. Finite values are
+/// checked by whoever computes with them (FactoredSVD, Layer).
 /// \code
 /// auto file = lora::PeftAdapterFile::open("my-adapter");
 /// for (const auto& m : file.modules()) {
@@ -82,6 +84,13 @@ class PeftAdapterFile {
   template <typename Scalar>
   Matrix<Scalar> B(const Module& m) const {
     return m_tensors.matrix<Scalar>(m.keyB);
+  }
+  /// Lets the pages of a module's tensors go (SafeTensorsReader::release): call it when done
+  /// with the module; its tensors are read from the file again if asked for.
+  void release(const Module& m) const {
+    m_tensors.release(m.keyA);
+    m_tensors.release(m.keyB);
+    if (!m.keyMagnitude.empty()) m_tensors.release(m.keyMagnitude);
   }
   /// The DoRA magnitude (empty without DoRA).
   template <typename Scalar>

@@ -9,6 +9,7 @@
 /// `{"format": "pt"}`; the config is JSON with its top-level keys sorted and an indent of 2.
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,6 +34,15 @@ struct ModuleRankAlpha {
   double alpha = 0;
 };
 
+/// \brief A module that a streaming PeftAdapterWriter (streamTo()) will receive: its name, its
+/// largest rank, its shape and whether it has a DoRA magnitude.
+struct ModuleBound {
+  std::string module;  ///< without `base_model.model.`
+  int maxRank = 0;
+  Eigen::Index in = 0, out = 0;
+  bool dora = false;
+};
+
 /// \brief \p module as a `rank_pattern` / `alpha_pattern` key that matches it literally: the
 /// regex metacharacters `\ . ^ $ | ? * + ( ) [ ] { }` get a backslash (as Python's `re.escape`
 /// does for them). Example: `"layers.0.q_proj"` -> `"layers\.0\.q_proj"`.
@@ -55,8 +65,8 @@ void assignPatterns(AdapterConfig& config, const std::vector<ModuleRankAlpha>& m
 /// \brief The `adapter_config.json` text of \p config: every field of AdapterConfig (peft_type,
 /// r, lora_alpha, target_modules, rank_pattern, alpha_pattern, use_rslora, use_dora,
 /// fan_in_fan_out, bias, lora_dropout, init_lora_weights, task_type, base_model_name_or_path),
-/// `inference_mode: true` when absent, and the other fields of `config.rawJson` unchanged. Top-level
-/// keys sorted (as PEFT writes them), pattern keys in their order, indent 2.
+/// `inference_mode: true` when absent, and the other fields of `config.rawJson` unchanged.
+/// Top-level keys sorted (as PEFT writes them), pattern keys in their order, indent 2.
 std::string adapterConfigJson(const AdapterConfig& config);
 
 /// \brief Writes \p bytes to \p path atomically: a temporary file in the same folder, flushed,
@@ -91,6 +101,28 @@ class PeftAdapterWriter {
 
   /// \p config: the template (see the class comment); \p dtype: F32, F64, F16 or BF16.
   explicit PeftAdapterWriter(AdapterConfig config = {}, DType dtype = DType::F32);
+  PeftAdapterWriter(PeftAdapterWriter&&) noexcept;
+  PeftAdapterWriter& operator=(PeftAdapterWriter&&) noexcept;
+  PeftAdapterWriter(const PeftAdapterWriter&) = delete;
+  PeftAdapterWriter& operator=(const PeftAdapterWriter&) = delete;
+  /// A streaming writer destroyed before write() removes its staging file and the folders that
+  /// streamTo() created.
+  ~PeftAdapterWriter();
+
+  /// Streams to \p dir: from now on the tensors of every module added (add(), append()) are
+  /// written at once to a staging file in \p dir (created, with its parents, when needed) and
+  /// only the module's name, rank and alpha are kept, so memory stays near one module's tensors
+  /// whatever the adapter's size. write(\p dir) then writes the file's header and the config
+  /// and moves both into place, as for a writer that is not streaming. \p bounds lists every
+  /// module that may be added, with its largest rank: the header comes first in the file but is
+  /// written last, into room reserved for the largest header these modules can have (the
+  /// format allows the padding). A module not in \p bounds, or larger than its bound, throws
+  /// lora::Error when added. Only for an empty writer; a bad \p dir or \p bounds throws
+  /// lora::Error (writer unchanged).
+  PeftAdapterWriter& streamTo(const std::filesystem::path& dir,
+                              const std::vector<ModuleBound>& bounds);
+  /// Whether streamTo() was called.
+  bool isStreaming() const noexcept { return m_stream != nullptr; }
 
   /// Adds a module without DoRA: A (r x in), B (out x r), both finite, alpha positive and finite.
   /// The name may carry the `base_model.model.` prefix. A duplicate name, bad shapes, non-finite
@@ -124,6 +156,7 @@ class PeftAdapterWriter {
 
   /// Writes `<dir>/adapter_model.safetensors` and `<dir>/adapter_config.json` (see the class
   /// comment); creates \p dir when needed. No module, or any I/O error, throws lora::Error.
+  /// A streaming writer writes only to the folder given to streamTo(), once.
   void write(const std::filesystem::path& dir) const;
 
  private:
@@ -157,12 +190,18 @@ class PeftAdapterWriter {
                    bool dora, Eigen::Index mSize, bool mIsVector) const;
   void commitModule(std::string module, int rank, double alpha, bool dora,
                     SafeTensorsWriter&& tensors);
+  // Streaming: writes the tensors to the staging file (all or nothing).
+  void streamTensors(const SafeTensorsWriter& tensors, const char* where);
+  void writeStreamed(const std::filesystem::path& dir, const std::string& json) const;
+
+  struct Stream;  // src/io/peft_writer.cpp
 
   AdapterConfig m_config;
   DType m_dtype;
   SafeTensorsWriter m_tensors;
   std::vector<ModuleRankAlpha> m_modules;
   int m_dora = -1;  // -1: no module yet; 0: none has a magnitude; 1: all have one
+  std::unique_ptr<Stream> m_stream;
 };
 
 /// \brief Saves \p adapter as a PEFT adapter folder in \p dtype: its configuration is the
@@ -176,8 +215,7 @@ class PeftAdapterWriter {
 template <typename Scalar>
 void savePeftAdapter(const PeftAdapter<Scalar>& adapter, const std::filesystem::path& dir,
                      DType dtype = DType::F32) {
-  const ScalingMode mode =
-      adapter.config().useRslora ? ScalingMode::RsLora : ScalingMode::Standard;
+  const ScalingMode mode = adapter.config().useRslora ? ScalingMode::RsLora : ScalingMode::Standard;
   PeftAdapterWriter writer(adapter.config(), dtype);
   for (const auto& [name, layer] : adapter) {
     if (layer.scalingMode() != mode)

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -96,6 +97,14 @@ class SafeTensorsReader {
   static SafeTensorsReader open(const std::filesystem::path& path);
   /// Validates `bytes` (a complete file); `sourceName` is used in error messages.
   static SafeTensorsReader fromBytes(std::vector<std::byte> bytes, std::string sourceName);
+  /// Maps the file into memory (mmap, read-only) instead of reading it, and validates its header
+  /// and offsets as open() does: only the header is read now, a tensor's bytes when it is
+  /// decoded, and release() gives them back, so a caller that handles one tensor (or module) at
+  /// a time keeps about that much of the file in memory. The file must not be truncated or
+  /// rewritten while the reader (or a copy) lives: as with any mapping (safetensors' own
+  /// `safe_open` maps too), reading a page the file no longer has stops the process. What cannot
+  /// be mapped (a pipe, an empty file) is read as open() reads it.
+  static SafeTensorsReader map(const std::filesystem::path& path);
 
   /// Tensor names in the order of the header in the file (without `__metadata__`).
   const std::vector<std::string>& names() const { return m_names; }
@@ -111,6 +120,12 @@ class SafeTensorsReader {
   const std::string& sourceName() const { return m_source; }
   /// The raw little-endian bytes of `name` (any dtype), valid while the reader lives.
   std::span<const std::byte> rawBytes(std::string_view name) const;
+  /// Tells a mapped reader (map()) that the bytes of `name` are not needed for now: the system
+  /// may drop them from memory, and reads them from the file again if they are used. Readers
+  /// from open() and fromBytes() keep their bytes. An unknown name throws lora::Error.
+  void release(std::string_view name) const;
+  /// Whether the reader maps its file (map() on a regular, non-empty file).
+  bool isMapped() const noexcept;
 
   /// A 2-D tensor of shape `[rows, cols]` as a `rows x cols` matrix.
   ///
@@ -148,9 +163,12 @@ class SafeTensorsReader {
   }
 
  private:
+  struct Storage;  // the file's bytes: owned, or a mapping (src/io/safetensors.cpp)
+
   SafeTensorsReader() = default;
-  static SafeTensorsReader parse(std::vector<std::byte> bytes, std::string sourceName,
+  static SafeTensorsReader parse(std::shared_ptr<const Storage> storage, std::string sourceName,
                                  std::string_view where);
+  const std::byte* dataOf(const TensorInfo& t) const;
   const TensorInfo* find(std::string_view name) const;
   // rank < 0: any rank.
   const TensorInfo& tensorOfRank(std::string_view name, int rank, std::string_view where) const;
@@ -160,7 +178,7 @@ class SafeTensorsReader {
   void decodeInto(const TensorInfo& t, double* out, bool transpose2d, std::string_view where) const;
 
   std::string m_source;
-  std::vector<std::byte> m_bytes;
+  std::shared_ptr<const Storage> m_storage;  // shared by copies: the bytes never change
   std::size_t m_dataStart = 0;
   std::vector<TensorInfo> m_tensors;  // header order
   std::vector<std::string> m_names;   // header order
@@ -229,8 +247,7 @@ class SafeTensorsWriter {
     checkFlatShape(name, shape, static_cast<std::int64_t>(values.size()));
     const Eigen::Matrix<Work, Eigen::Dynamic, 1> flat =
         values.derived().template cast<Work>().reshaped();
-    addEncoded(std::move(name), std::move(shape), flat.data(), out,
-               "SafeTensorsWriter::addFlat");
+    addEncoded(std::move(name), std::move(shape), flat.data(), out, "SafeTensorsWriter::addFlat");
     return *this;
   }
 
@@ -254,6 +271,13 @@ class SafeTensorsWriter {
   /// Any failure throws lora::Error naming `path`, removes the temporary file and leaves an
   /// existing file at `path` as it was.
   void write(const std::filesystem::path& path) const;
+
+  /// Calls \p fn with the name, dtype, shape and encoded (little-endian) bytes of every tensor,
+  /// in the order added.
+  void forEach(const std::function<void(const std::string&, DType, const std::vector<std::int64_t>&,
+                                        std::span<const std::byte>)>& fn) const;
+  /// The `__metadata__` entries set so far.
+  const std::map<std::string, std::string>& metadata() const { return m_metadata; }
 
   /// Number of tensors added.
   std::size_t size() const { return m_entries.size(); }

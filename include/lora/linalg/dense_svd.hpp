@@ -10,6 +10,8 @@
 
 #include <Eigen/Core>
 
+#include "lora/threads.hpp"
+
 namespace lora::linalg {
 
 /// M = U diag(S) V^T with S decreasing and >= 0. U and V are empty unless requested.

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <Eigen/QR>
+
 #include "lora/linalg/dense_svd.hpp"
 
 #include "lora/error.hpp"
@@ -18,6 +20,13 @@ namespace lora::linalg {
 /// With thin QR factorizations B = Q_B R_B and A^T = Q_A R_A, s·B·A = Q_B (s R_B R_A^T) Q_A^T,
 /// so the SVD of the small core s R_B R_A^T = U_c Σ V_c^T gives s·B·A = (Q_B U_c) Σ (Q_A V_c)^T.
 /// Cost O((out + in)·r² + r³) instead of O(out·in·min(out, in)) for a dense SVD of the product.
+///
+/// The QRs are CholeskyQR2 (Fukaya, Nakatsukasa, Yanagisawa, Yamamoto, "CholeskyQR2: a simple and
+/// communication-avoiding algorithm", ScalA 2014): R from the Cholesky factor of the Gram matrix
+/// X^T X, Q = X R^{-1}, done twice; all matrix products, as orthogonal as Householder's QR while
+/// the factor's condition number is well below 1/√ε. When the Cholesky factorization fails, the
+/// factor has more columns than rows, or the condition estimate exceeds conditionLimit(), that
+/// factor falls back to Householder QR (qrMethodB() / qrMethodA() say which ran).
 /// B and A are normalized by their largest entry first, so tiny or huge scales neither underflow
 /// nor overflow inside the core. At most k = min(r, out, in) singular values exist; they are sorted
 /// in decreasing order, and U (out x k) and V (in x k) have orthonormal columns even where σ = 0
@@ -39,6 +48,15 @@ class FactoredSVD {
 
   static_assert(std::is_floating_point_v<Scalar>,
                 "lora::linalg::FactoredSVD: Scalar must be a real floating-point type");
+
+  /// How the QR of a factor was computed.
+  enum class QrMethod { CholeskyQR2, Householder };
+
+  /// The largest estimated condition number of a (normalized) factor for which CholeskyQR2 runs:
+  /// 0.01/√ε (about 29 for float, 6.7e5 for double); above it, Householder QR.
+  static RealScalar conditionLimit() {
+    return RealScalar(0.01) / std::sqrt(Eigen::NumTraits<RealScalar>::epsilon());
+  }
 
   FactoredSVD() = default;
 
@@ -98,6 +116,16 @@ class FactoredSVD {
   Index size() const { return m_singularValues.size(); }
   /// The factors' inner dimension r.
   Index factorRank() const { return m_rB.cols(); }
+  /// How the QR of B (of A^T) was computed: CholeskyQR2, or Householder QR as the fallback.
+  QrMethod qrMethodB() const {
+    requireComputed("FactoredSVD::qrMethodB");
+    return m_methodB;
+  }
+  /// \copydoc qrMethodB()
+  QrMethod qrMethodA() const {
+    requireComputed("FactoredSVD::qrMethodA");
+    return m_methodA;
+  }
   /// Eigen::Success, or Eigen::NoConvergence if the core SVD did not converge.
   Eigen::ComputationInfo info() const {
     requireComputed("FactoredSVD::info");
@@ -116,9 +144,13 @@ class FactoredSVD {
   }
   Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
                      RealScalar norm) const;
+  // Thin QR of X (rows x r): Q (rows x p) with orthonormal columns and R (p x r) upper
+  // triangular, p = min(rows, r); CholeskyQR2 when it is safe, else Householder.
+  static QrMethod thinQR(const Matrix& X, Matrix& Q, Matrix& R);
+  static bool choleskyQR2(const Matrix& X, Matrix& Q, Matrix& R);
 
-  Eigen::HouseholderQR<Matrix> m_qrB, m_qrA;
   Matrix m_rB, m_rA, m_coreU, m_coreV, m_matrixU, m_matrixV;
+  QrMethod m_methodB = QrMethod::CholeskyQR2, m_methodA = QrMethod::CholeskyQR2;
   Vector m_singularValues;
   RealScalar m_normB = 1, m_normA = 1;
   Eigen::ComputationInfo m_info = Eigen::Success;
@@ -152,10 +184,9 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   m_normB = maxB > RealScalar(0) ? maxB : RealScalar(1);
   m_normA = maxA > RealScalar(0) ? maxA : RealScalar(1);
 
-  m_qrB.compute(B / m_normB);
-  m_qrA.compute(A.transpose() / m_normA);
-  m_rB = m_qrB.matrixQR().topRows(pB).template triangularView<Eigen::Upper>();
-  m_rA = m_qrA.matrixQR().topRows(pA).template triangularView<Eigen::Upper>();
+  Matrix QB, QA;
+  m_methodB = thinQR(B / m_normB, QB, m_rB);              // QB: out x pB, m_rB: pB x r
+  m_methodA = thinQR(A.transpose() / m_normA, QA, m_rA);  // QA: in x pA, m_rA: pA x r
 
   const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
   const Matrix core = m_rB * m_rA.transpose();  // pB x pA
@@ -176,21 +207,51 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   m_coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
   if (scale < Scalar(0)) m_coreU = -m_coreU;
   if (m_computedU) {
-    m_matrixU = Matrix::Zero(out, k);
-    m_matrixU.topRows(pB) = m_coreU;
-    m_matrixU.applyOnTheLeft(m_qrB.householderQ());
+    m_matrixU.noalias() = QB * m_coreU;  // out x k
   } else {
     m_matrixU.resize(0, 0);
   }
   if (m_computedV) {
-    m_matrixV = Matrix::Zero(in, k);
-    m_matrixV.topRows(pA) = m_coreV;
-    m_matrixV.applyOnTheLeft(m_qrA.householderQ());
+    m_matrixV.noalias() = QA * m_coreV;  // in x k
   } else {
     m_matrixV.resize(0, 0);
   }
   m_initialized = true;
   return *this;
+}
+
+template <typename Scalar_>
+bool FactoredSVD<Scalar_>::choleskyQR2(const Matrix& X, Matrix& Q, Matrix& R) {
+  // Pass 1: X^T X = R1^T R1, Q1 = X R1^{-1}. Its loss of orthogonality, about ε·κ(X)², is what the
+  // condition limit bounds; pass 2 on Q1 (condition number near 1) brings it down to about ε.
+  const Matrix G1 = X.transpose() * X;
+  const Eigen::LLT<Matrix, Eigen::Upper> llt1(G1);
+  if (llt1.info() != Eigen::Success) return false;
+  // rcond(G) estimates 1/κ(X)², in O(r²) (LAPACK's 1-norm estimator).
+  const RealScalar limit = conditionLimit();
+  const RealScalar rcond = llt1.rcond();
+  if (!(rcond > RealScalar(1) / (limit * limit))) return false;
+  const Matrix R1 = llt1.matrixU();
+  Q = X;
+  R1.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(Q);
+  const Matrix G2 = Q.transpose() * Q;
+  const Eigen::LLT<Matrix, Eigen::Upper> llt2(G2);
+  if (llt2.info() != Eigen::Success) return false;
+  const Matrix R2 = llt2.matrixU();
+  R2.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(Q);
+  R.noalias() = R2.template triangularView<Eigen::Upper>() * R1;
+  return Q.allFinite() && R.allFinite();
+}
+
+template <typename Scalar_>
+typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Matrix& X, Matrix& Q,
+                                                                     Matrix& R) {
+  const Index rows = X.rows(), r = X.cols(), p = std::min(rows, r);
+  if (r <= rows && choleskyQR2(X, Q, R)) return QrMethod::CholeskyQR2;
+  const Eigen::HouseholderQR<Matrix> qr(X);
+  R = qr.matrixQR().topRows(p).template triangularView<Eigen::Upper>();
+  Q = qr.householderQ() * Matrix::Identity(rows, p);
+  return QrMethod::Householder;
 }
 
 template <typename Scalar_>

@@ -4,6 +4,8 @@
 
 #include <Eigen/Core>
 
+#include "lora/threads.hpp"
+
 namespace lora::linalg {
 
 /// M = V diag(values) V^T for a symmetric M (only its lower triangle is read); values increase.

@@ -12,6 +12,7 @@
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
+#include "lora/threads.hpp"
 
 namespace lora::detail {
 
