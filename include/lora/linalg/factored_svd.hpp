@@ -134,7 +134,7 @@ class FactoredSVD {
 
  private:
   using ConstRef = Eigen::Ref<const Matrix>;
-  // The whole computation, compiled once per Scalar (src/linalg/svd_instances.cpp).
+  // The whole computation, compiled once per Scalar (src/linalg/factored_svd.cpp).
   FactoredSVD& computeFromFactors(const ConstRef& B, const ConstRef& A, Scalar scale,
                                   unsigned options);
 
@@ -268,7 +268,7 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::coordinates(const ch
   return c;
 }
 
-// Compiled once in liblorapp (src/linalg/svd_instances.cpp). Define LORA_NO_EXTERN_TEMPLATES to
+// Compiled once in liblorapp (src/linalg/factored_svd.cpp). Define LORA_NO_EXTERN_TEMPLATES to
 // compile them in the translation unit instead, with its own flags.
 #ifndef LORA_NO_EXTERN_TEMPLATES
 extern template class FactoredSVD<float>;

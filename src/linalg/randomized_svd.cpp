@@ -1,16 +1,6 @@
-// The explicit instantiations that the headers declare `extern template`: the factored, partial and
-// randomized SVDs for float and double, compiled once here instead of in every user's translation
-// unit (they are the heaviest templates of the library to compile).
-#include "lora/linalg/factored_svd.hpp"
-#include "lora/linalg/partial_svd.hpp"
+// The explicit instantiations that lora/linalg/randomized_svd.hpp declares `extern template`,
+// compiled once here instead of in every user's translation unit.
 #include "lora/linalg/randomized_svd.hpp"
-
-namespace lora::linalg {
-template class FactoredSVD<float>;
-template class FactoredSVD<double>;
-template class PartialSVD<float>;
-template class PartialSVD<double>;
-}  // namespace lora::linalg
 
 namespace lora::detail {
 template linalg::RandomizedSVDResult<float> randomizedSVDStored<float>(const StridedView<float>&,
