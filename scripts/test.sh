@@ -16,7 +16,7 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # -g1 (line tables, enough for the sanitizers' stack traces) compiles about a quarter faster than
 # -g. Examples and benchmarks are not built here: their smoke tests run in the Release build.
-# The Release build uses LAPACK for the dense decompositions, this one Eigen's own (LORA_LAPACK=OFF):
+# The Release build uses LAPACK for the symmetric eigensolver, this one Eigen's own (LORA_LAPACK=OFF):
 # the whole suite runs against both.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
   -DLORA_SANITIZE=address,undefined -DLORA_LAPACK=OFF -DLORA_BUILD_BENCHMARKS=OFF -DLORA_BUILD_EXAMPLES=OFF >/dev/null

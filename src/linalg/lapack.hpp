@@ -1,6 +1,7 @@
 #pragma once
-// Internal: the LAPACK routines liblorapp calls when built with LORA_LAPACK (OpenBLAS's LAPACK,
-// Fortran interface, 32-bit integers as in Debian's libopenblas). Each character argument is
+// Internal: the LAPACK routines liblorapp calls when built with LORA_LAPACK: the divide-and-conquer
+// SVD of small matrices and the symmetric eigensolver (OpenBLAS's LAPACK, Fortran interface,
+// 32-bit integers as in Debian's libopenblas). Each character argument is
 // followed by its hidden length at the end of the argument list, as gfortran passes it (what
 // LAPACKE does with LAPACK_FORTRAN_STRLEN_END).
 

@@ -13,8 +13,8 @@ namespace {
 
 #if defined(LORA_WITH_LAPACK)
 
-// LAPACK's divide-and-conquer symmetric eigensolver (xSYEVD, lower triangle; 3-5x Eigen's
-// SelfAdjointEigenSolver from n = 1024 on this project's machine, docs/performance.md).
+// LAPACK's divide-and-conquer symmetric eigensolver (xSYEVD, lower triangle; 1.5-2x Eigen's
+// SelfAdjointEigenSolver at n = 1024 on this project's machine, docs/performance.md).
 template <typename Scalar, typename Ref>
 SymmetricEigenResult<Scalar> decompose(const Ref& M, bool vectors) {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <Eigen/QR>
 
 #include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/detail/svd_kernels.hpp"
 
 #include "lora/error.hpp"
 
@@ -144,10 +146,21 @@ class FactoredSVD {
   }
   Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
                      RealScalar norm) const;
-  // Thin QR of X (rows x r): Q (rows x p) with orthonormal columns and R (p x r) upper
-  // triangular, p = min(rows, r); CholeskyQR2 when it is safe, else Householder.
-  static QrMethod thinQR(const Matrix& X, Matrix& Q, Matrix& R);
-  static bool choleskyQR2(const Matrix& X, Matrix& Q, Matrix& R);
+  // One factor's orthonormal basis Q = Q1 · right (rows x p), kept as its two parts: `right` is
+  // empty when Q1 already is orthonormal (Householder) and R2^{-1} after CholeskyQR2. Q itself is
+  // never formed: U = Q1 (right U_c) is one product with the tall matrix.
+  struct Basis {
+    Matrix Q1, right;
+  };
+  // Thin QR of X (rows x r, B or A^T): the basis above and R (p x r) upper triangular, p =
+  // min(rows, r); CholeskyQR2 when it is safe, else Householder.
+  template <typename Factor>
+  static QrMethod thinQR(const Factor& X, Basis& basis, Matrix& R);
+  template <typename Factor>
+  static bool choleskyQR2(const Factor& X, Basis& basis, Matrix& R);
+  // basis.Q1 · (basis.right · C), the orthonormal basis times the p x k matrix C (k <= p),
+  // computed in basis.Q1's storage, block of rows by block of rows, and returned.
+  static Matrix applyBasis(Basis& basis, const Matrix& C);
 
   Matrix m_rB, m_rA, m_coreU, m_coreV, m_matrixU, m_matrixV;
   QrMethod m_methodB = QrMethod::CholeskyQR2, m_methodA = QrMethod::CholeskyQR2;
@@ -169,8 +182,11 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
     detail::fail(where, "expected non-empty factors, got B {}x{} and A {}x{}", B.rows(), B.cols(),
                  A.rows(), A.cols());
   if (!std::isfinite(scale)) detail::fail(where, "expected a finite scale, got {}", scale);
-  if (!B.allFinite()) detail::fail(where, "expected finite entries in B, got NaN or Inf");
-  if (!A.allFinite()) detail::fail(where, "expected finite entries in A, got NaN or Inf");
+  // One pass per factor: the largest magnitude, NaN or Inf when there is one.
+  const RealScalar maxB = B.cwiseAbs().template maxCoeff<Eigen::PropagateNaN>();
+  if (!std::isfinite(maxB)) detail::fail(where, "expected finite entries in B, got NaN or Inf");
+  const RealScalar maxA = A.cwiseAbs().template maxCoeff<Eigen::PropagateNaN>();
+  if (!std::isfinite(maxA)) detail::fail(where, "expected finite entries in A, got NaN or Inf");
 
   const Index out = B.rows();
   const Index in = A.cols();
@@ -179,79 +195,142 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   const Index pA = std::min(in, r);
   const Index k = std::min(pB, pA);
 
-  const RealScalar maxB = B.cwiseAbs().maxCoeff();
-  const RealScalar maxA = A.cwiseAbs().maxCoeff();
-  m_normB = maxB > RealScalar(0) ? maxB : RealScalar(1);
-  m_normA = maxA > RealScalar(0) ? maxA : RealScalar(1);
-
-  Matrix QB, QA;
-  m_methodB = thinQR(B / m_normB, QB, m_rB);              // QB: out x pB, m_rB: pB x r
-  m_methodA = thinQR(A.transpose() / m_normA, QA, m_rA);  // QA: in x pA, m_rA: pA x r
-
+  // Factors far from 1 in magnitude are scaled to a largest entry of 1 (a copy), so that the Gram
+  // matrices neither overflow nor underflow; others are read in place.
+  const auto needsScaling = [](RealScalar m) {
+    const RealScalar limit =
+        std::ldexp(RealScalar(1), std::numeric_limits<RealScalar>::max_exponent / 4);
+    return m > RealScalar(0) && (m > limit || m < RealScalar(1) / limit);
+  };
+  const RealScalar normB = needsScaling(maxB) ? maxB : RealScalar(1);
+  const RealScalar normA = needsScaling(maxA) ? maxA : RealScalar(1);
+  Basis basisB, basisA;
+  basisB.Q1.swap(m_matrixU);  // a decomposition computed again reuses its storage
+  basisA.Q1.swap(m_matrixV);
+  Matrix rB, rA;  // pB x r, pA x r
+  QrMethod methodB = QrMethod::Householder, methodA = QrMethod::Householder;
+  const auto qrB = [&] {
+    if (normB != RealScalar(1)) {
+      methodB = thinQR(Matrix(B / normB), basisB, rB);
+    } else {
+      methodB = thinQR(B, basisB, rB);
+    }
+  };
+  const auto qrA = [&] {
+    if (normA != RealScalar(1)) {
+      methodA = thinQR(Matrix(A.transpose() / normA), basisA, rA);
+    } else {
+      methodA = thinQR(A.transpose(), basisA, rA);
+    }
+  };
+  // B and A are independent: with two or three threads each factor gets one (a GEMM on 4096 x 64
+  // splits poorly in two), with more each gets all of them in turn.
   const bool vectors = (options & (Eigen::ComputeThinU | Eigen::ComputeThinV)) != 0;
-  const Matrix core = m_rB * m_rA.transpose();  // pB x pA
+  const bool pair =
+      lora::numThreads() >= 2 && lora::numThreads() < 4 && (out + in) * r * r >= (Index{1} << 20);
+  detail::runPair(pair, qrB, qrA);
+
+  const Matrix core = rB * rA.transpose();  // pB x pA
   const auto coreSvd = denseSVD(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0u);
-  m_info = coreSvd.info;
 
   // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
   // product does not overflow when the final one would not.
-  m_singularValues = coreSvd.S.head(k);
+  Vector sigma = coreSvd.S.head(k);
   const RealScalar absScale = std::abs(scale);
-  m_singularValues *= m_normB;
-  m_singularValues *= m_normA;
-  m_singularValues *= absScale;
+  sigma *= normB;
+  sigma *= normA;
+  sigma *= absScale;
 
-  m_computedU = (options & Eigen::ComputeThinU) != 0;
-  m_computedV = (options & Eigen::ComputeThinV) != 0;
-  m_coreU = vectors ? Matrix(coreSvd.U.leftCols(k)) : Matrix();
-  m_coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
-  if (scale < Scalar(0)) m_coreU = -m_coreU;
-  if (m_computedU) {
-    m_matrixU.noalias() = QB * m_coreU;  // out x k
-  } else {
-    m_matrixU.resize(0, 0);
-  }
-  if (m_computedV) {
-    m_matrixV.noalias() = QA * m_coreV;  // in x k
-  } else {
-    m_matrixV.resize(0, 0);
-  }
+  const bool wantU = (options & Eigen::ComputeThinU) != 0;
+  const bool wantV = (options & Eigen::ComputeThinV) != 0;
+  Matrix coreU = vectors ? Matrix(coreSvd.U.leftCols(k)) : Matrix();
+  Matrix coreV = vectors ? Matrix(coreSvd.V.leftCols(k)) : Matrix();
+  if (scale < Scalar(0)) coreU = -coreU;
+  Matrix U, V;
+  detail::runPair(
+      pair, [&] { U = wantU ? applyBasis(basisB, coreU) : Matrix(); },  // out x k
+      [&] { V = wantV ? applyBasis(basisA, coreV) : Matrix(); });       // in x k
+
+  // Nothing below throws: the decomposition changes all at once.
+  m_normB = normB;
+  m_normA = normA;
+  m_methodB = methodB;
+  m_methodA = methodA;
+  m_rB.swap(rB);
+  m_rA.swap(rA);
+  m_info = coreSvd.info;
+  m_singularValues.swap(sigma);
+  m_computedU = wantU;
+  m_computedV = wantV;
+  m_coreU.swap(coreU);
+  m_coreV.swap(coreV);
+  m_matrixU.swap(U);
+  m_matrixV.swap(V);
   m_initialized = true;
   return *this;
 }
 
 template <typename Scalar_>
-bool FactoredSVD<Scalar_>::choleskyQR2(const Matrix& X, Matrix& Q, Matrix& R) {
+template <typename Factor>
+bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R) {
   // Pass 1: X^T X = R1^T R1, Q1 = X R1^{-1}. Its loss of orthogonality, about ε·κ(X)², is what the
-  // condition limit bounds; pass 2 on Q1 (condition number near 1) brings it down to about ε.
-  const Matrix G1 = X.transpose() * X;
-  const Eigen::LLT<Matrix, Eigen::Upper> llt1(G1);
+  // condition limit bounds; pass 2, Q1^T Q1 = R2^T R2, makes Q1 R2^{-1} orthonormal to about ε.
+  // The triangular inverses are r x r; every product with X or Q1 is a plain GEMM (threaded).
+  const Index r = X.cols();
+  Matrix G;
+  detail::gram(X, G);
+  const Eigen::LLT<Matrix, Eigen::Upper> llt1(G);
   if (llt1.info() != Eigen::Success) return false;
   // rcond(G) estimates 1/κ(X)², in O(r²) (LAPACK's 1-norm estimator).
   const RealScalar limit = conditionLimit();
-  const RealScalar rcond = llt1.rcond();
-  if (!(rcond > RealScalar(1) / (limit * limit))) return false;
-  const Matrix R1 = llt1.matrixU();
-  Q = X;
-  R1.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(Q);
-  const Matrix G2 = Q.transpose() * Q;
-  const Eigen::LLT<Matrix, Eigen::Upper> llt2(G2);
+  if (!(llt1.rcond() > RealScalar(1) / (limit * limit))) return false;
+  Matrix inverse = Matrix::Identity(r, r);
+  llt1.matrixU().solveInPlace(inverse);  // R1^{-1}
+  basis.Q1.noalias() = X * inverse;
+  detail::gram(basis.Q1, G);
+  const Eigen::LLT<Matrix, Eigen::Upper> llt2(G);
   if (llt2.info() != Eigen::Success) return false;
-  const Matrix R2 = llt2.matrixU();
-  R2.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(Q);
-  R.noalias() = R2.template triangularView<Eigen::Upper>() * R1;
-  return Q.allFinite() && R.allFinite();
+  basis.right = Matrix::Identity(r, r);
+  llt2.matrixU().solveInPlace(basis.right);  // R2^{-1}
+  const Matrix R1 = llt1.matrixU(), R2 = llt2.matrixU();
+  R.noalias() = R2 * R1;
+  return basis.Q1.allFinite() && basis.right.allFinite() && R.allFinite();
 }
 
 template <typename Scalar_>
-typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Matrix& X, Matrix& Q,
+template <typename Factor>
+typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Factor& X, Basis& basis,
                                                                      Matrix& R) {
   const Index rows = X.rows(), r = X.cols(), p = std::min(rows, r);
-  if (r <= rows && choleskyQR2(X, Q, R)) return QrMethod::CholeskyQR2;
+  if (r <= rows && choleskyQR2(X, basis, R)) return QrMethod::CholeskyQR2;
   const Eigen::HouseholderQR<Matrix> qr(X);
   R = qr.matrixQR().topRows(p).template triangularView<Eigen::Upper>();
-  Q = qr.householderQ() * Matrix::Identity(rows, p);
+  basis.Q1 = qr.householderQ() * Matrix::Identity(rows, p);
+  basis.right.resize(0, 0);
   return QrMethod::Householder;
+}
+
+template <typename Scalar_>
+typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::applyBasis(Basis& basis,
+                                                                       const Matrix& C) {
+  const Matrix M =
+      basis.right.size() == 0 ? C : Matrix(basis.right.template triangularView<Eigen::Upper>() * C);
+  Matrix& Q = basis.Q1;
+  const Index rows = Q.rows(), k = M.cols();
+  // Each output row depends on the same row of Q only: blocks of rows are replaced in place (no
+  // second tall matrix), on several threads.
+  constexpr Index kBlock = 256;
+  const Index blocks = (rows + kBlock - 1) / kBlock;
+  const int threads = static_cast<int>(std::min<Index>(lora::numThreads(), blocks));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (Index b = 0; b < blocks; ++b) {
+    const Index begin = b * kBlock, n = std::min(kBlock, rows - begin);
+    Matrix block(n, k);
+    block.noalias() = Q.middleRows(begin, n) * M;
+    Q.middleRows(begin, n).leftCols(k) = block;
+  }
+  if (k < Q.cols()) Q.conservativeResize(rows, k);
+  return std::move(Q);
 }
 
 template <typename Scalar_>

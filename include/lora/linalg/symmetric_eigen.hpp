@@ -1,6 +1,7 @@
 #pragma once
 /// \file symmetric_eigen.hpp
-/// \brief Eigen's SelfAdjointEigenSolver, compiled once in liblorapp for float and double.
+/// \brief The symmetric eigendecomposition (LAPACK's xSYEVD with `LORA_LAPACK`, the default;
+/// Eigen's SelfAdjointEigenSolver without), compiled once in liblorapp for float and double.
 
 #include <Eigen/Core>
 
@@ -16,9 +17,10 @@ struct SymmetricEigenResult {
   Eigen::ComputationInfo info = Eigen::Success;
 };
 
-/// Eigen::SelfAdjointEigenSolver of \p M (tridiagonalization then implicit QL, O(n³)); the
-/// eigenvectors only when \p vectors is true. A non-square, empty or non-finite \p M throws
-/// lora::Error.
+/// The eigendecomposition of \p M, O(n³): LAPACK's divide-and-conquer xSYEVD (1.5-2x Eigen's
+/// solver at n = 1024 here), or Eigen::SelfAdjointEigenSolver (tridiagonalization then implicit
+/// QL) without `LORA_LAPACK`; the eigenvectors only when \p vectors is true. A non-square, empty or
+/// non-finite \p M throws lora::Error.
 SymmetricEigenResult<float> symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>& M,
                                            bool vectors = true);
 /// \copydoc symmetricEigen(const Eigen::Ref<const Eigen::MatrixXf>&, bool)

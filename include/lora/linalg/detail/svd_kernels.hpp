@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 
 #include <Eigen/Core>
@@ -51,6 +52,60 @@ decltype(auto) withStorage(const Eigen::MatrixBase<Derived>& W, F&& f) {
   return f(
       StridedView<Scalar>(copy.data(), copy.rows(), copy.cols(), Eigen::OuterStride<>(copy.rows())),
       false);
+}
+
+/// Runs \p first() and \p second(), on two OpenMP threads when \p together (each then runs
+/// Eigen single-threaded), else one after the other. An exception from either is rethrown after
+/// both have finished (the first's when both throw).
+template <typename F1, typename F2>
+void runPair(bool together, F1&& first, F2&& second) {
+  if (!together) {
+    first();
+    second();
+    return;
+  }
+  std::exception_ptr errors[2];
+#pragma omp parallel sections num_threads(2)
+  {
+#pragma omp section
+    {
+      try {
+        first();
+      } catch (...) {
+        errors[0] = std::current_exception();
+      }
+    }
+#pragma omp section
+    {
+      try {
+        second();
+      } catch (...) {
+        errors[1] = std::current_exception();
+      }
+    }
+  }
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+/// G = X^T X (r x r) for a tall X (rows x r), in place from X (an expression such as a
+/// transpose is read through, not copied). On several threads (lora::numThreads()) each thread
+/// computes a block of G's columns, so G is the same whatever the thread count.
+template <typename Derived>
+void gram(const Eigen::MatrixBase<Derived>& X, DenseMatrix<typename Derived::Scalar>& G) {
+  const Eigen::Index r = X.cols();
+  G.resize(r, r);
+  const int threads = static_cast<int>(std::min<Eigen::Index>(lora::numThreads(), r / 8));
+  if (threads <= 1 || X.rows() * r * r < (Eigen::Index{1} << 20)) {
+    G.noalias() = X.transpose() * X;
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const Eigen::Index begin = r * t / threads, end = r * (t + 1) / threads;
+    G.middleCols(begin, end - begin).noalias() = X.transpose() * X.middleCols(begin, end - begin);
+  }
 }
 
 /// Replaces the columns of \p X (rows >= cols) by an orthonormal basis of their span: the thin Q
