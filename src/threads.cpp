@@ -39,7 +39,15 @@ ThreadState& state() {
 void applyToBackends(int n) {
   Eigen::setNbThreads(n);
 #if defined(LORA_WITH_OPENBLAS)
-  openblas_set_num_threads(n);
+#if defined(EIGEN_USE_BLAS)
+  openblas_set_num_threads(n);  // OpenBLAS runs Eigen's products
+#else
+  // OpenBLAS serves only LAPACK calls here, on one thread: its worker threads spin after each call
+  // and took the second core from the OpenMP threads (FactoredSVD 4096 x 64 on two threads: 90th
+  // percentile 6.9 ms with OpenBLAS on two threads, 2.9 ms on one; docs/performance.md).
+  (void)n;
+  openblas_set_num_threads(1);
+#endif
 #endif
 #if defined(LORA_WITH_BLIS)
   bli_thread_set_num_threads(n);

@@ -12,8 +12,9 @@
 /// - lora::setNumThreads changes it at any time (0 restores the default), and
 ///   lora::ScopedNumThreads changes it for one scope.
 ///
-/// The setting is Eigen's (Eigen::setNbThreads) and, when LoRA++ links OpenBLAS, OpenBLAS's: a
-/// host program that runs LoRA++ from its own thread pool should set 1 here and parallelize
+/// The setting is Eigen's (Eigen::setNbThreads), and OpenBLAS's when OpenBLAS runs Eigen's
+/// products (`LORA_BLAS=openblas`); OpenBLAS's LAPACK alone (the default build) runs on one thread.
+/// A host program that runs LoRA++ from its own thread pool should set 1 here and parallelize
 /// across its workers (see docs/performance.md). Inside an OpenMP parallel region Eigen runs on
 /// the calling thread only.
 

@@ -160,11 +160,20 @@ template <typename Scalar, typename Load>
 void scatter(const TensorInfo& t, const std::byte* src, std::size_t elemSize, Scalar* out,
              bool transpose2d, Load load) {
   if (transpose2d) {
+    // Tile by tile (64 x 64 elements stay in L1), so that neither the reads nor the writes stride
+    // through memory one element per cache line.
+    constexpr std::size_t kTile = 64;
     const auto rows = static_cast<std::size_t>(t.shape[0]);
     const auto cols = static_cast<std::size_t>(t.shape[1]);
-    for (std::size_t i = 0; i < rows; ++i) {
-      const std::byte* row = src + i * cols * elemSize;
-      for (std::size_t j = 0; j < cols; ++j) out[j * rows + i] = load(row + j * elemSize);
+    for (std::size_t i0 = 0; i0 < rows; i0 += kTile) {
+      const std::size_t iEnd = std::min(rows, i0 + kTile);
+      for (std::size_t j0 = 0; j0 < cols; j0 += kTile) {
+        const std::size_t jEnd = std::min(cols, j0 + kTile);
+        for (std::size_t j = j0; j < jEnd; ++j) {
+          for (std::size_t i = i0; i < iEnd; ++i)
+            out[j * rows + i] = load(src + (i * cols + j) * elemSize);
+        }
+      }
     }
   } else {
     const auto n = static_cast<std::size_t>(t.numel());

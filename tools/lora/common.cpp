@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <exception>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -109,6 +110,16 @@ void Table::print(std::FILE* out) const {
 }
 
 std::size_t peakRssBytes() {
+  // VmHWM: this process image's own peak. getrusage's ru_maxrss also carries the peak of the
+  // process that spawned it (Linux keeps it across execve after vfork/posix_spawn), so it is only
+  // the fallback.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmHWM:")) {
+      std::size_t kb = 0;
+      if (std::sscanf(line.c_str(), "VmHWM: %zu kB", &kb) == 1) return kb * 1024;
+    }
+  }
   struct rusage usage {};
   if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
   return static_cast<std::size_t>(usage.ru_maxrss) * 1024;  // Linux: kilobytes

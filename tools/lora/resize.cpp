@@ -206,8 +206,10 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
         [&](std::size_t i) {
           const auto& m = modules[i];
           ModuleResult& res = results[i];
-          Eigen::MatrixXd A = file.A<double>(m);
+          const Eigen::MatrixXd A = file.A<double>(m);
           Eigen::MatrixXd B = file.B<double>(m);
+          Eigen::MatrixXd At;  // the new A, transposed, when the rank changes
+          bool transposed = false;
           const double s = file.scaling(m);
           const linalg::FactoredSVD<double> svd(B, A, s);
           if (svd.info() != Eigen::Success)
@@ -231,24 +233,32 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
             res.newAlpha = m.alpha;  // unchanged: the factors are kept as they are
           } else {
             // Truncated SVD, σ split evenly: A' = diag(sqrt(σ/s)) V^T, B' = U diag(sqrt(σ/s));
-            // a null direction keeps a unit row in A and a zero column in B.
+            // a null direction keeps a unit row in A and a zero column in B. A' is kept as its
+            // transpose V diag(...) (in x k), which is A' row-major, the file's layout.
             const double tiny = std::numeric_limits<double>::epsilon() * sigma(0);
-            Eigen::MatrixXd newA(k, m.in), newB(m.out, k);
+            Eigen::VectorXd dA(k), dB(k);
             for (Index j = 0; j < k; ++j) {
               const bool null = sigma(j) <= tiny;
-              const double d = null ? 0.0 : std::sqrt(sigma(j) / s);
-              newA.row(j) = (null ? 1.0 : d) * svd.matrixV().col(j).transpose();
-              newB.col(j) = d * svd.matrixU().col(j);
+              dB(j) = null ? 0.0 : std::sqrt(sigma(j) / s);
+              dA(j) = null ? 1.0 : dB(j);
             }
-            A.swap(newA);
-            B.swap(newB);
+            At = svd.matrixV().leftCols(k) * dA.asDiagonal();
+            B = svd.matrixU().leftCols(k) * dB.asDiagonal();
+            transposed = true;
             res.newAlpha = alphaFor(s, k, mode);
           }
           PeftAdapterWriter part(file.config(), outType);
-          if (m.keyMagnitude.empty()) {
-            part.add(m.name, A, B, res.newAlpha);
+          const auto write = [&](const auto& newA) {
+            if (m.keyMagnitude.empty()) {
+              part.add(m.name, newA, B, res.newAlpha);
+            } else {
+              part.add(m.name, newA, B, res.newAlpha, file.magnitude<double>(m));
+            }
+          };
+          if (transposed) {
+            write(At.transpose());
           } else {
-            part.add(m.name, A, B, res.newAlpha, file.magnitude<double>(m));
+            write(A);
           }
           file.release(m);
           const std::lock_guard lock(writing);
