@@ -136,7 +136,7 @@ class FactoredSVD {
 
  private:
   using ConstRef = Eigen::Ref<const Matrix>;
-  // The whole computation, compiled once per Scalar (src/linalg/factored_svd.cpp).
+  // The whole computation, compiled once per Scalar (src/linalg/svd_instances.cpp).
   FactoredSVD& computeFromFactors(const ConstRef& B, const ConstRef& A, Scalar scale,
                                   unsigned options);
 
@@ -211,14 +211,16 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   QrMethod methodB = QrMethod::Householder, methodA = QrMethod::Householder;
   const auto qrB = [&] {
     if (normB != RealScalar(1)) {
-      methodB = thinQR(Matrix(B / normB), basisB, rB);
+      const Matrix scaled = B / normB;
+      methodB = thinQR(ConstRef(scaled), basisB, rB);  // the same instantiation as for B
     } else {
       methodB = thinQR(B, basisB, rB);
     }
   };
   const auto qrA = [&] {
     if (normA != RealScalar(1)) {
-      methodA = thinQR(Matrix(A.transpose() / normA), basisA, rA);
+      const Matrix scaled = A.transpose() / normA;
+      methodA = thinQR(ConstRef(scaled), basisA, rA);
     } else {
       methodA = thinQR(A.transpose(), basisA, rA);
     }
@@ -347,7 +349,7 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::coordinates(const ch
   return c;
 }
 
-// Compiled once in liblorapp (src/linalg/factored_svd.cpp). Define LORA_NO_EXTERN_TEMPLATES to
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp). Define LORA_NO_EXTERN_TEMPLATES to
 // compile them in the translation unit instead, with its own flags.
 #ifndef LORA_NO_EXTERN_TEMPLATES
 extern template class FactoredSVD<float>;

@@ -432,7 +432,7 @@ void PartialSVD<Scalar_>::computeStored(const View& S, bool transposed, Index k,
   m_initialized = true;
 }
 
-// Compiled once in liblorapp (src/linalg/partial_svd.cpp): a translation unit that uses
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp): a translation unit that uses
 // PartialSVD<float> or <double> instantiates only the thin compute() wrapper, not the methods.
 // Define LORA_NO_EXTERN_TEMPLATES to compile them in the translation unit instead, with its own
 // flags (the benchmarks do, for -march=native and OpenMP).

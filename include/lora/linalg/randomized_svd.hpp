@@ -125,7 +125,7 @@ linalg::RandomizedSVDResult<Scalar> randomizedSVDStored(const StridedView<Scalar
   return result;
 }
 
-// Compiled once in liblorapp (src/linalg/randomized_svd.cpp), unless LORA_NO_EXTERN_TEMPLATES
+// Compiled once in liblorapp (src/linalg/svd_instances.cpp), unless LORA_NO_EXTERN_TEMPLATES
 // is defined (see PartialSVD).
 #ifndef LORA_NO_EXTERN_TEMPLATES
 extern template linalg::RandomizedSVDResult<float> randomizedSVDStored<float>(
