@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/) with clang-14 under AddressSanitizer + UndefinedBehavior-
-# Sanitizer and runs each for LORA_FUZZ_SECONDS seconds (default 30) from a seed corpus taken from
+# Sanitizer and runs both side by side for LORA_FUZZ_SECONDS seconds (default 30) from seeds taken from
 # the PEFT fixtures ($LORA_PEFT_FIXTURES, default ../shared/peft-fixtures/set_a). Any crash, leak,
 # sanitizer report or exception other than lora::Error fails the run; the input that did it is
 # left in build-fuzz/findings/. Called by scripts/test.sh; needs the packages of scripts/deps.sh.
@@ -33,16 +33,29 @@ done
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-for target in safetensors adapter_config; do
+# The two fuzzers run side by side, one per core.
+run_fuzzer() {
+  local target=$1
   mkdir -p "build-fuzz/corpus/$target"
-  echo "== fuzz_$target: ${seconds}s from $(ls "$seeds/$target" | wc -l) seeds"
-  status=0
   ./build-fuzz/bin/fuzz_$target -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=4096 \
     -print_final_stats=1 -artifact_prefix=build-fuzz/findings/$target- \
-    "build-fuzz/corpus/$target" "$seeds/$target" >"build-fuzz/fuzz_$target.log" 2>&1 || status=$?
+    "build-fuzz/corpus/$target" "$seeds/$target" >"build-fuzz/fuzz_$target.log" 2>&1
+}
+declare -A pids
+for target in safetensors adapter_config; do
+  echo "== fuzz_$target: ${seconds}s from $(ls "$seeds/$target" | wc -l) seeds"
+  run_fuzzer "$target" &
+  pids[$target]=$!
+done
+failed=0
+for target in safetensors adapter_config; do
+  status=0
+  wait "${pids[$target]}" || status=$?
+  echo "== fuzz_$target"
   tail -n 25 "build-fuzz/fuzz_$target.log"
   if [ "$status" -ne 0 ]; then
     echo "fuzz_$target failed (exit $status); the input is in build-fuzz/findings/" >&2
-    exit 1
+    failed=1
   fi
 done
+exit "$failed"

@@ -13,6 +13,7 @@
 
 #include "lora/error.hpp"
 #include "lora/scaling.hpp"
+#include "messages.hpp"
 
 namespace lora {
 namespace {
@@ -22,12 +23,6 @@ using Json = nlohmann::ordered_json;
 using detail::fail;
 
 constexpr std::string_view kModelPrefix = "base_model.model.";
-
-std::string brief(const Json& j) {
-  std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
-}
 
 std::regex compile(const std::string& pattern, std::string_view what, const std::string& key,
                    std::string_view source, std::string_view where) {
@@ -65,7 +60,8 @@ class Reader {
   }
 
   [[noreturn]] void wrong(const char* key, std::string_view expected, const Json& got) const {
-    fail(m_where, "expected \"{}\" to be {} in '{}', got {}", key, expected, m_source, brief(got));
+    fail(m_where, "expected \"{}\" to be {} in '{}', got {}", key, expected, m_source,
+         detail::jsonBrief(got));
   }
 
   void boolean(const char* key, bool& out) const {
@@ -180,7 +176,7 @@ AdapterConfig parseImpl(std::string_view text, std::string_view source, std::str
       for (auto it = j->begin(); it != j->end(); ++it) {
         if (!Reader::isPositiveInt(it.value())) {
           fail(where, "expected a positive integer rank for rank_pattern key '{}' in '{}', got {}",
-               it.key(), source, brief(it.value()));
+               it.key(), source, detail::jsonBrief(it.value()));
         }
         c.rankPattern.emplace_back(it.key(), static_cast<int>(it.value().get<std::uint64_t>()));
       }
@@ -192,7 +188,7 @@ AdapterConfig parseImpl(std::string_view text, std::string_view source, std::str
       for (auto it = j->begin(); it != j->end(); ++it) {
         if (!Reader::isPositiveFinite(it.value())) {
           fail(where, "expected a positive finite alpha for alpha_pattern key '{}' in '{}', got {}",
-               it.key(), source, brief(it.value()));
+               it.key(), source, detail::jsonBrief(it.value()));
         }
         c.alphaPattern.emplace_back(it.key(), it.value().get<double>());
       }

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "lora/error.hpp"
+#include "messages.hpp"
 
 namespace lora {
 namespace {
@@ -16,14 +17,7 @@ using detail::fail;
 constexpr std::string_view kPrefix = "base_model.model.";
 constexpr std::string_view kWhere = "PeftAdapterFile::open";
 
-std::string shapeText(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
-}
+using detail::shapeText;
 
 bool isFloat(DType d) {
   return d == DType::F16 || d == DType::BF16 || d == DType::F32 || d == DType::F64;

@@ -26,6 +26,7 @@
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
+#include "messages.hpp"
 #include "safetensors_header.hpp"
 
 namespace lora {
@@ -107,17 +108,7 @@ bool checkedMul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
   return true;
 }
 
-std::string shapeText(const std::vector<std::int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-// A short rendering of a JSON value for error messages.
-std::string brief(const Json& j) {
-  std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
-}
-
+using detail::shapeText;
 bool isUtf8(const std::string& s) {
   try {
     (void)Json(s).dump();
@@ -255,7 +246,7 @@ TensorInfo parseEntry(const std::string& name, const Json& v, std::uint64_t data
   if (!v.is_object()) {
     fail(where,
          "expected tensor '{}' in '{}' to be an object with dtype, shape and data_offsets, got {}",
-         name, source, brief(v));
+         name, source, detail::jsonBrief(v));
   }
   const auto field = [&](const char* key) -> const Json& {
     const auto it = v.find(key);
@@ -271,29 +262,29 @@ TensorInfo parseEntry(const std::string& name, const Json& v, std::uint64_t data
   const Json& dtype = field("dtype");
   if (!dtype.is_string()) {
     fail(where, "expected \"dtype\" of tensor '{}' in '{}' to be a string, got {}", name, source,
-         brief(dtype));
+         detail::jsonBrief(dtype));
   }
   const DTypeRow* row = findDType(dtype.get_ref<const std::string&>());
   if (row == nullptr) {
     fail(where, "expected a known dtype ({}) for tensor '{}' in '{}', got {}", knownDTypes(), name,
-         source, brief(dtype));
+         source, detail::jsonBrief(dtype));
   }
   t.dtype = row->dtype;
 
   const Json& shape = field("shape");
   if (!shape.is_array()) {
     fail(where, "expected \"shape\" of tensor '{}' in '{}' to be an array of integers, got {}",
-         name, source, brief(shape));
+         name, source, detail::jsonBrief(shape));
   }
   std::uint64_t numel = 1;
   for (const Json& dim : shape) {
     if (dim.is_number_integer() && !dim.is_number_unsigned()) {
       fail(where, "expected non-negative dimensions for tensor '{}' in '{}', got shape {}", name,
-           source, brief(shape));
+           source, detail::jsonBrief(shape));
     }
     if (!dim.is_number_unsigned()) {
       fail(where, "expected \"shape\" of tensor '{}' in '{}' to be an array of integers, got {}",
-           name, source, brief(shape));
+           name, source, detail::jsonBrief(shape));
     }
     const auto d = dim.get<std::uint64_t>();
     if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
@@ -302,7 +293,7 @@ TensorInfo parseEntry(const std::string& name, const Json& v, std::uint64_t data
       fail(where,
            "expected a shape whose element count fits in 63 bits for tensor '{}' in '{}', got "
            "shape {} (overflow)",
-           name, source, brief(shape));
+           name, source, detail::jsonBrief(shape));
     }
     t.shape.push_back(static_cast<std::int64_t>(d));
   }
@@ -317,7 +308,7 @@ TensorInfo parseEntry(const std::string& name, const Json& v, std::uint64_t data
   if (!okBegin || !okEnd) {
     fail(where,
          "expected \"data_offsets\" of tensor '{}' in '{}' to be two non-negative integers, got {}",
-         name, source, brief(offsets));
+         name, source, detail::jsonBrief(offsets));
   }
   if (t.begin > t.end) {
     fail(where, "expected data_offsets with begin <= end for tensor '{}' in '{}', got [{}, {}]",
@@ -499,14 +490,14 @@ SafeTensorsReader SafeTensorsReader::parse(std::shared_ptr<const Storage> storag
     if (key == "__metadata__") {
       if (!value.is_object()) {
         fail(where, "expected __metadata__ in '{}' to be a map of strings to strings, got {}",
-             source, brief(value));
+             source, detail::jsonBrief(value));
       }
       for (auto m = value.begin(); m != value.end(); ++m) {
         if (!m.value().is_string()) {
           fail(where,
                "expected __metadata__ in '{}' to be a map of strings to strings, got {} for key "
                "'{}'",
-               source, brief(m.value()), m.key());
+               source, detail::jsonBrief(m.value()), m.key());
         }
         reader.m_metadata.emplace(m.key(), m.value().get<std::string>());
       }

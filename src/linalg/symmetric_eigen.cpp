@@ -39,15 +39,16 @@ SymmetricEigenResult<Scalar> decompose(const Ref& M, bool vectors) {
 
 #else
 
+// Eigen's SelfAdjointEigenSolver, in double for float input too (one instantiation instead of
+// two: the portable build and CI's sanitizer build compile it; twice the working precision).
 template <typename Scalar, typename Ref>
 SymmetricEigenResult<Scalar> decompose(const Ref& M, bool vectors) {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  const Eigen::SelfAdjointEigenSolver<Matrix> eig(
-      Matrix(M), vectors ? Eigen::ComputeEigenvectors : Eigen::EigenvaluesOnly);
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(
+      M.template cast<double>(), vectors ? Eigen::ComputeEigenvectors : Eigen::EigenvaluesOnly);
   SymmetricEigenResult<Scalar> r;
   r.info = eig.info();
-  r.values = eig.eigenvalues();
-  if (vectors) r.vectors = eig.eigenvectors();
+  r.values = eig.eigenvalues().template cast<Scalar>();
+  if (vectors) r.vectors = eig.eigenvectors().template cast<Scalar>();
   return r;
 }
 

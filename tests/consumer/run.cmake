@@ -10,19 +10,24 @@ function(step)
 endfunction()
 
 file(REMOVE_RECURSE "${WORK_DIR}")
+set(generator)
+if(GENERATOR)
+  set(generator -G "${GENERATOR}")
+endif()
 set(build "${WORK_DIR}/build")
 if(MODE STREQUAL "find_package")
   set(prefix "${WORK_DIR}/prefix")
   step(${CMAKE_COMMAND} --install "${MAIN_BUILD_DIR}" --prefix "${prefix}")
-  step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer" -B "${build}" -DLORA_CONSUMER_MODE=find_package
+  step(${CMAKE_COMMAND} ${generator} -S "${SOURCE_DIR}/tests/consumer" -B "${build}" -DLORA_CONSUMER_MODE=find_package
        "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_BUILD_TYPE=Release)
 else()
   # The source tree is configured and compiled again here, at -O0 without debug information:
   # this proves that add_subdirectory works (targets, include paths, definitions, compiling the
-  # sources as a subproject, linking), not how fast the code runs. The explicit instantiations
+  # sources as a subproject, linking), not how fast the code runs; the light sources compile in
+  # unity batches (LORA_UNITY_BUILD, on by default). The explicit instantiations
   # (minutes of compile time even at -O0) come from the main build's archive (PREBUILT, built
   # with the same -march as NATIVE says) through the LORA_PREBUILT_INSTANCES hook.
-  step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer" -B "${build}" -DLORA_CONSUMER_MODE=subdirectory
+  step(${CMAKE_COMMAND} ${generator} -S "${SOURCE_DIR}/tests/consumer" -B "${build}" -DLORA_CONSUMER_MODE=subdirectory
        "-DLORA_SOURCE_DIR=${SOURCE_DIR}" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0"
        "-DLORA_PREBUILT_INSTANCES=${PREBUILT}" "-DLORA_NATIVE_ARCH=${NATIVE}"
        "-DLORA_OPENMP=${OPENMP}" "-DLORA_LAPACK=${LAPACK}" "-DLORA_BLAS=${BLAS}")

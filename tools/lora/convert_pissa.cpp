@@ -25,7 +25,7 @@ namespace lora::cli {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kWhere = "convert-pissa";
+constexpr const char* kWhereConvertPissa = "convert-pissa";
 constexpr std::string_view kPrefix = "base_model.model.";
 
 struct ConvertArgs {
@@ -42,7 +42,10 @@ class Initial {
       m_adapter.emplace(PeftAdapterFile::open(path));
     } else {
       if (!fs::exists(path, ec))
-        detail::fail(kWhere, "expected --initial to be an adapter folder or a safetensors file, got '{}' (no such file)", path);
+        detail::fail(kWhereConvertPissa,
+                     "expected --initial to be an adapter folder or a safetensors file, got '{}' "
+                     "(no such file)",
+                     path);
       m_tensors.emplace(SafeTensorsReader::open(path));
     }
   }
@@ -59,7 +62,8 @@ class Initial {
         s0 = m_adapter->scaling(im);
         return;
       }
-      detail::fail(kWhere, "expected module '{}' in the initial adapter, got none", m.name);
+      detail::fail(kWhereConvertPissa, "expected module '{}' in the initial adapter, got none",
+                   m.name);
     }
     const SafeTensorsReader& st = *m_tensors;
     const auto key = [&](std::string_view part) {
@@ -68,9 +72,12 @@ class Initial {
     };
     const std::string a = key(".lora_A.weight"), b = key(".lora_B.weight");
     if (!st.contains(a) || !st.contains(b)) {
-      detail::fail(kWhere, "expected '{}.lora_A.weight' and '{}.lora_B.weight' in '{}', got {}",
-                   m.name, m.name, st.sourceName(),
-                   st.contains(a) ? "only lora_A" : st.contains(b) ? "only lora_B" : "neither");
+      detail::fail(kWhereConvertPissa,
+                   "expected '{}.lora_A.weight' and '{}.lora_B.weight' in '{}', got {}", m.name,
+                   m.name, st.sourceName(),
+                   st.contains(a)   ? "only lora_A"
+                   : st.contains(b) ? "only lora_B"
+                                    : "neither");
     }
     A0 = st.matrix<double>(a);
     B0 = st.matrix<double>(b);
@@ -94,17 +101,19 @@ void run(const ConvertArgs& a) {
   const PeftAdapterFile trained = PeftAdapterFile::open(a.trained);
   const AdapterConfig& cfg = trained.config();
   if (cfg.useDora) {
-    detail::fail(kWhere,
+    detail::fail(kWhereConvertPissa,
                  "expected an adapter without DoRA, got use_dora (its magnitude depends on the "
                  "base weight, so the stacked factors would not reproduce it)");
   }
   const Initial initial(a.initial);
   const auto& modules = trained.modules();
   if (initial.moduleCount() != modules.size()) {
-    detail::fail(kWhere, "expected the initial factors to cover the {} modules of '{}', got {} modules",
+    detail::fail(kWhereConvertPissa,
+                 "expected the initial factors to cover the {} modules of '{}', got {} modules",
                  modules.size(), a.trained, initial.moduleCount());
   }
-  const DType outType = a.dtype.empty() ? trained.dtype() : parseDTypeName(a.dtype, kWhere);
+  const DType outType =
+      a.dtype.empty() ? trained.dtype() : parseDTypeName(a.dtype, kWhereConvertPissa);
   const double factor = cfg.useRslora ? std::sqrt(2.0) : 2.0;
 
   // The config PEFT writes: r and the rank_pattern doubled, alpha and the alpha_pattern doubled
@@ -126,7 +135,7 @@ void run(const ConvertArgs& a) {
     initial.factors(m, s1, A0, B0, s0);
     if (A0.rows() != A1.rows() || A0.cols() != A1.cols() || B0.rows() != B1.rows() ||
         B0.cols() != B1.cols()) {
-      detail::fail(kWhere,
+      detail::fail(kWhereConvertPissa,
                    "expected initial factors of the trained shapes for '{}' (A {}x{}, B {}x{}), "
                    "got A {}x{}, B {}x{}",
                    m.name, A1.rows(), A1.cols(), B1.rows(), B1.cols(), A0.rows(), A0.cols(),
@@ -142,9 +151,10 @@ void run(const ConvertArgs& a) {
   }
   writer.write(a.out);
   const AdapterConfig written = writer.resolvedConfig();
-  fmt::print("converted {} modules: rank r -> 2r (r = {} -> {}), lora_alpha {} -> {}; the delta "
-             "is s·(B1·A1 - B0·A0), for the original base weights; written to {}\n",
-             modules.size(), cfg.r, written.r, cfg.loraAlpha, written.loraAlpha, a.out);
+  fmt::print(
+      "converted {} modules: rank r -> 2r (r = {} -> {}), lora_alpha {} -> {}; the delta "
+      "is s·(B1·A1 - B0·A0), for the original base weights; written to {}\n",
+      modules.size(), cfg.r, written.r, cfg.loraAlpha, written.loraAlpha, a.out);
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ namespace lora::cli {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kWhere = "merge";
+constexpr const char* kWhereMerge = "merge";
 
 struct MergeArgs {
   std::string base, adapter, out, dtype;
@@ -44,24 +44,24 @@ void checkOutputPath(const fs::path& out) {
   std::error_code ec;
   const fs::path folder = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   if (!fs::is_directory(folder, ec)) {
-    detail::fail(kWhere, "expected --out in an existing folder, got '{}' (no folder '{}')",
+    detail::fail(kWhereMerge, "expected --out in an existing folder, got '{}' (no folder '{}')",
                  out.string(), folder.string());
   }
   if (fs::is_directory(out, ec)) {
-    detail::fail(kWhere, "expected --out to name a file, got the folder '{}'", out.string());
+    detail::fail(kWhereMerge, "expected --out to name a file, got the folder '{}'", out.string());
   }
 }
 
 void run(const CLI::App* cmd, const MergeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   std::optional<DType> outType;
-  if (!a.dtype.empty()) outType = parseDTypeName(a.dtype, kWhere);
+  if (!a.dtype.empty()) outType = parseDTypeName(a.dtype, kWhereMerge);
   checkOutputPath(a.out);
 
   const PeftAdapterFile file = PeftAdapterFile::open(a.adapter);
   const AdapterConfig& cfg = file.config();
   if (mutatesBase(cfg) && !a.residual) {
-    detail::fail(kWhere,
+    detail::fail(kWhereMerge,
                  "expected an adapter whose factors apply to the original base weights, got "
                  "init_lora_weights \"{}\", whose factors apply to the residual W - s·B0·A0 "
                  "(convert it with `lora convert-pissa` first, or pass --residual if '{}' holds "
@@ -77,14 +77,15 @@ void run(const CLI::App* cmd, const MergeArgs& a) {
     const auto& m = modules[i];
     const std::string key = m.name + ".weight";
     if (!base.contains(key)) {
-      detail::fail(kWhere, "expected a tensor '{}' in '{}' for the adapter module '{}', got none",
-                   key, a.base, m.name);
+      detail::fail(kWhereMerge,
+                   "expected a tensor '{}' in '{}' for the adapter module '{}', got none", key,
+                   a.base, m.name);
     }
     const TensorInfo& t = base.info(key);
     const std::vector<std::int64_t> want = cfg.fanInFanOut ? std::vector<std::int64_t>{m.in, m.out}
                                                            : std::vector<std::int64_t>{m.out, m.in};
     if (t.shape != want || !isFloat(t.dtype)) {
-      detail::fail(kWhere,
+      detail::fail(kWhereMerge,
                    "expected '{}' in '{}' to be a floating-point tensor of shape {} ({}) for the "
                    "adapter module '{}' (lora_A {}x{}, lora_B {}x{}), got {} {}",
                    key, a.base, shapeText(want),

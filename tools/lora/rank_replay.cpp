@@ -77,19 +77,24 @@ void addRankReplay(CLI::App& app) {
       ->check(CLI::IsMember({"article", "slope"}))
       ->capture_default_str();
   auto& o = args->article;
-  cmd->add_option("--initial-rank", o.initialRank, "rank at the start")->capture_default_str()
+  cmd->add_option("--initial-rank", o.initialRank, "rank at the start")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
-  cmd->add_option("--min-rank", o.minRank, "lowest rank")->capture_default_str()
+  cmd->add_option("--min-rank", o.minRank, "lowest rank")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
-  cmd->add_option("--max-rank", o.maxRank, "highest rank")->capture_default_str()
+  cmd->add_option("--max-rank", o.maxRank, "highest rank")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--patience", o.patience, "article: steps without improvement before deciding")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--improvement-threshold", o.improvementThreshold,
                   "article: a loss improves when below best − threshold")
       ->capture_default_str();
   cmd->add_option("--history-length", o.historyLength, "article: losses kept")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--increase-factor", o.increaseFactor, "rank growth factor on a plateau")
       ->capture_default_str();
   cmd->add_option("--decrease-factor", o.decreaseFactor,

@@ -24,7 +24,7 @@
 namespace lora::cli {
 namespace {
 
-constexpr const char* kWhere = "recommend";
+constexpr const char* kWhereRecommend = "recommend";
 using Index = Eigen::Index;
 
 struct RecommendArgs {
@@ -49,18 +49,18 @@ std::string patternJson(const std::vector<ModuleRankAlpha>& modules) {
   const AdapterConfig parsed = AdapterConfig::parse(check.dump(), "rank pattern");
   for (const ModuleRankAlpha& m : modules) {
     if (parsed.rankFor(m.module) != m.rank)
-      detail::fail(kWhere, "expected the rank pattern to give '{}' rank {}, got {}", m.module,
-                   m.rank, parsed.rankFor(m.module));
+      detail::fail(kWhereRecommend, "expected the rank pattern to give '{}' rank {}, got {}",
+                   m.module, m.rank, parsed.rankFor(m.module));
   }
   return text;
 }
 
 void run(const CLI::App* cmd, const RecommendArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
-  if (a.budget < 1) detail::fail(kWhere, "expected --budget >= 1, got {}", a.budget);
-  if (a.minRank < 1) detail::fail(kWhere, "expected --min-rank >= 1, got {}", a.minRank);
+  if (a.budget < 1) detail::fail(kWhereRecommend, "expected --budget >= 1, got {}", a.budget);
+  if (a.minRank < 1) detail::fail(kWhereRecommend, "expected --min-rank >= 1, got {}", a.minRank);
   if (cmd->count("--max-rank") && a.maxRank < 1)
-    detail::fail(kWhere, "expected --max-rank >= 1, got {}", a.maxRank);
+    detail::fail(kWhereRecommend, "expected --max-rank >= 1, got {}", a.maxRank);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   const auto& modules = file.modules();
 
@@ -85,7 +85,8 @@ void run(const CLI::App* cmd, const RecommendArgs& a) {
   const Index minRank = a.minRank;
   const Index maxRank = cmd->count("--max-rank") ? Index{a.maxRank} : std::max(currentMax, minRank);
   if (maxRank < minRank)
-    detail::fail(kWhere, "expected --min-rank <= --max-rank, got {} and {}", minRank, maxRank);
+    detail::fail(kWhereRecommend, "expected --min-rank <= --max-rank, got {} and {}", minRank,
+                 maxRank);
 
   std::vector<Index> ranks;
   if (a.rule == "exact") {

@@ -37,7 +37,7 @@ namespace lora::cli {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kWhere = "resize";
+constexpr const char* kWhereResize = "resize";
 using Index = Eigen::Index;
 
 struct ResizeArgs {
@@ -61,7 +61,7 @@ struct Plan {
 };
 
 void checkFraction(const char* flag, double t) {
-  if (!(t > 0.0 && t <= 1.0)) detail::fail(kWhere, "expected {} in (0, 1], got {}", flag, t);
+  if (!(t > 0.0 && t <= 1.0)) detail::fail(kWhereResize, "expected {} in (0, 1], got {}", flag, t);
 }
 
 /// A rank_pattern file: {"rank_pattern": {...}, "r": N} (what `lora recommend` writes) or a
@@ -69,17 +69,17 @@ void checkFraction(const char* flag, double t) {
 /// rank unless "r" is given.
 AdapterConfig loadRankPattern(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) detail::fail(kWhere, "expected a readable --rank-pattern file, got '{}'", path);
+  if (!in) detail::fail(kWhereResize, "expected a readable --rank-pattern file, got '{}'", path);
   std::ostringstream text;
   text << in.rdbuf();
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(text.str());
   } catch (const nlohmann::json::exception& e) {
-    detail::fail(kWhere, "expected valid JSON in '{}', got {}", path, e.what());
+    detail::fail(kWhereResize, "expected valid JSON in '{}', got {}", path, e.what());
   }
   if (!j.is_object())
-    detail::fail(kWhere, "expected a JSON object in '{}', got {}", path, j.type_name());
+    detail::fail(kWhereResize, "expected a JSON object in '{}', got {}", path, j.type_name());
   nlohmann::ordered_json cfg;
   cfg["peft_type"] = "LORA";
   if (j.contains("rank_pattern")) {
@@ -95,7 +95,7 @@ AdapterConfig loadRankPattern(const std::string& path) {
 Plan makePlan(const CLI::App* cmd, const ResizeArgs& a) {
   Plan p;
   if (cmd->count("--rank")) {
-    if (a.rank < 1) detail::fail(kWhere, "expected --rank >= 1, got {}", a.rank);
+    if (a.rank < 1) detail::fail(kWhereResize, "expected --rank >= 1, got {}", a.rank);
     p.rule = Rule::Rank;
     p.name = "rank";
     p.threshold = a.rank;
@@ -106,7 +106,8 @@ Plan makePlan(const CLI::App* cmd, const ResizeArgs& a) {
     p.threshold = a.energy;
   } else if (cmd->count("--sv-ratio")) {
     if (!(std::isfinite(a.svRatio) && a.svRatio >= 1.0))
-      detail::fail(kWhere, "expected --sv-ratio to be a finite number >= 1, got {}", a.svRatio);
+      detail::fail(kWhereResize, "expected --sv-ratio to be a finite number >= 1, got {}",
+                   a.svRatio);
     p.rule = Rule::SvRatio;
     p.name = "sv_ratio";
     p.threshold = a.svRatio;
@@ -128,13 +129,14 @@ Plan makePlan(const CLI::App* cmd, const ResizeArgs& a) {
     p.name = "rank_pattern";
   }
   if (cmd->count("--min-rank") && a.minRank < 1)
-    detail::fail(kWhere, "expected --min-rank >= 1, got {}", a.minRank);
+    detail::fail(kWhereResize, "expected --min-rank >= 1, got {}", a.minRank);
   if (cmd->count("--max-rank") && a.maxRank < 1)
-    detail::fail(kWhere, "expected --max-rank >= 1, got {}", a.maxRank);
+    detail::fail(kWhereResize, "expected --max-rank >= 1, got {}", a.maxRank);
   p.minRank = a.minRank;
   if (cmd->count("--max-rank")) p.maxRank = a.maxRank;
   if (p.maxRank && *p.maxRank < p.minRank)
-    detail::fail(kWhere, "expected --min-rank <= --max-rank, got {} and {}", p.minRank, *p.maxRank);
+    detail::fail(kWhereResize, "expected --min-rank <= --max-rank, got {} and {}", p.minRank,
+                 *p.maxRank);
   if (p.rule == Rule::Pattern) p.pattern = loadRankPattern(a.rankPattern);
   return p;
 }
@@ -173,17 +175,17 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
   const Plan plan = makePlan(cmd, a);
   std::error_code sameEc;
   if (fs::exists(a.outDir, sameEc) && fs::equivalent(a.outDir, a.dir, sameEc))
-    detail::fail(kWhere, "expected an OUT_DIR other than the adapter's own folder, got '{}'",
+    detail::fail(kWhereResize, "expected an OUT_DIR other than the adapter's own folder, got '{}'",
                  a.outDir);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   if (mutatesBase(file.config())) {
-    detail::fail(kWhere,
+    detail::fail(kWhereResize,
                  "expected an adapter whose factors apply to the original base weights, got "
                  "init_lora_weights \"{}\" (its factors apply to a residual base; run `lora "
                  "convert-pissa` first)",
                  file.config().initLoraWeights);
   }
-  const DType outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhere);
+  const DType outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhereResize);
   const auto& modules = file.modules();
   const ScalingMode mode = file.scalingMode();
 
@@ -213,7 +215,7 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
           const double s = file.scaling(m);
           const linalg::FactoredSVD<double> svd(B, A, s);
           if (svd.info() != Eigen::Success)
-            detail::fail(kWhere,
+            detail::fail(kWhereResize,
                          "expected the SVD of s·B·A for '{}' to converge, got no convergence",
                          m.name);
           const Eigen::VectorXd& sigma = svd.singularValues();
@@ -271,7 +273,7 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
         &progress);
   }
   if (next != modules.size())
-    detail::fail(kWhere, "expected every module written, got {} of {}", next, modules.size());
+    detail::fail(kWhereResize, "expected every module written, got {} of {}", next, modules.size());
   writer.write(a.outDir);
 
   Index before = 0, after = 0, rankBefore = 0, rankAfter = 0;
