@@ -28,11 +28,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "init_catalog.hpp"
 #include "lora/analysis/initialization_analyzer.hpp"
 #include "lora/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
+#include "lora/io/atomic_file.hpp"
 #include "lora/linalg/weight_statistics.hpp"
-#include "init_catalog.hpp"
 
 namespace {
 
@@ -112,9 +113,7 @@ void write(const std::string& path, const std::string& text) {
     fmt::print("{}", text);
     return;
   }
-  std::ofstream file(path);
-  file << text;
-  if (!file) throw lora::Error(fmt::format("init_analyzer: cannot write '{}'", path));
+  lora::train::writeFileAtomically(path, text, "init_analyzer");
   fmt::print("wrote {}\n", path);
 }
 

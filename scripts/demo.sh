@@ -9,7 +9,7 @@ cmake --build build --target lora_demo lora_cli digits_experiment
 echo
 echo "== the adapter the demo saved, seen by the lora tool"
 ./build/bin/lora inspect build/demo-adapter
-./build/bin/lora resize build/demo-adapter build/demo-adapter-e99 --energy 0.99
+./build/bin/lora resize build/demo-adapter build/demo-adapter-e99 --energy 0.99 --force  # replaces an earlier run's
 echo
 echo "== a real experiment: the article's strategy comparison on rotated handwritten digits"
 echo "   (3 seeds; the full run with all three studies: docs/experiments.md)"

@@ -122,7 +122,8 @@ TEST(CliInspectPlot, CsvWithoutGnuplotMatchesInspectJson) {
     for (const fs::path& dir : variants) {
       SCOPED_TRACE(dir.filename().string() + ", LORA_GNUPLOT=" + gnuplot);
       const fs::path png = tmp / (dir.filename().string() + ".png");
-      const CliResult r = runCli("inspect --json -q " + q(dir) + " --plot " + q(png));
+      // --force: the second LORA_GNUPLOT round replaces the first round's data files.
+      const CliResult r = runCli("inspect --json -q --force " + q(dir) + " --plot " + q(png));
       ASSERT_EQ(r.status, 0) << r.err;
       EXPECT_NE(r.err.find("could not draw"), std::string::npos) << r.err;
       EXPECT_FALSE(fs::exists(png));

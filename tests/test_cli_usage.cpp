@@ -37,9 +37,12 @@ TEST(CliUsage, AdapterThatDoesNotFitTheBase) {
   expectError("merge --base " + q(tmp / "no_v.safetensors") + " --adapter " + q(tmp / "a") +
                   " --out " + q(tmp / "m.safetensors"),
               "layers.0.v.weight", tmp / "m.safetensors");
-  // An earlier output file is left as it was.
+  // An earlier output file is left as it was, --force or not.
   writeText(tmp / "earlier.safetensors", "earlier");
   expectError("merge --base " + q(tmp / "wide.safetensors") + " --adapter " + q(tmp / "a") +
+                  " --out " + q(tmp / "earlier.safetensors"),
+              "expected --out to be a new file, got the existing");
+  expectError("merge --force --base " + q(tmp / "wide.safetensors") + " --adapter " + q(tmp / "a") +
                   " --out " + q(tmp / "earlier.safetensors"),
               "of shape");
   EXPECT_EQ(lora::test::readText(tmp / "earlier.safetensors"), "earlier");
@@ -89,7 +92,8 @@ TEST(CliUsage, UnwritableOutputs) {
   writeText(tmp / "file", "x");
   expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "file" / "out"), "expected",
               tmp / "file" / "out");
-  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "file"), "expected a folder");
+  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "file"),
+              "expected OUT_DIR to be a folder, got the file");
   EXPECT_EQ(lora::test::readText(tmp / "file"), "x");
   expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(tmp / "a") +
                   " --out " + q(tmp / "missing" / "m.safetensors"),
@@ -102,7 +106,7 @@ TEST(CliUsage, UnwritableOutputs) {
               "expected", tmp / "file" / "c");
   expectError(
       "recommend --budget 4 --write-pattern " + q(tmp / "file" / "p.json") + " " + q(tmp / "a"),
-      "expected a writable folder");
+      "expected --write-pattern in an existing folder");
   // Nothing but what the test made is left in the scratch folder.
   std::vector<std::string> left;
   for (const auto& e : fs::directory_iterator(tmp.path()))
@@ -164,13 +168,85 @@ TEST(CliUsage, ResizeNeverWritesOverItsInput) {
   ScratchDir tmp("own_input");
   writeGoodAdapter(tmp / "a");
   const std::string before = lora::test::readText(tmp / "a" / "adapter_model.safetensors");
-  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "a"),
-              "expected an OUT_DIR other than the adapter's own folder");
-  expectError("resize --rank 2 " + q(tmp / "a") + " " + q(tmp / "." / "a" / "."),
-              "expected an OUT_DIR other than the adapter's own folder");
+  fs::create_directory_symlink(tmp / "a", tmp / "link");
+  for (const fs::path& out : {tmp / "a", tmp / "." / "a" / ".", tmp / "link"}) {
+    for (const char* force : {"", "--force "}) {
+      expectError(std::string("resize ") + force + "--rank 2 " + q(tmp / "a") + " " + q(out),
+                  "expected OUT_DIR to be a folder other than the inputs");
+    }
+  }
   EXPECT_EQ(lora::test::readText(tmp / "a" / "adapter_model.safetensors"), before);
   // A resize that fails leaves no output folder and no staging file behind.
   expectError("resize --rank 0 " + q(tmp / "a") + " " + q(tmp / "out"), "--rank >= 1", tmp / "out");
+}
+
+// Every subcommand that writes refuses to write one of its inputs (by device and inode: a
+// symlink or another spelling is no way around it, --force neither), refuses an existing output
+// without --force, and with --force replaces only the files it writes.
+TEST(CliUsage, NoSubcommandWritesOverItsInputsOrAnExistingOutput) {
+  ScratchDir tmp("outputs");
+  writeGoodAdapter(tmp / "a");
+  writeBase(tmp / "base.safetensors");
+  fs::create_symlink(tmp / "base.safetensors", tmp / "base_link.safetensors");
+  fs::create_symlink(tmp / "a" / "adapter_model.safetensors", tmp / "tensors.svg");
+  const std::string a = q(tmp / "a");
+  const std::string adapterBytes = lora::test::readText(tmp / "a" / "adapter_model.safetensors");
+  const std::string configBytes = lora::test::readText(tmp / "a" / "adapter_config.json");
+  const std::string baseBytes = lora::test::readText(tmp / "base.safetensors");
+  const std::string merge = "merge --base " + q(tmp / "base.safetensors") + " --adapter " + a;
+  for (const char* force : {"", " --force"}) {
+    SCOPED_TRACE(force);
+    const std::string f = force;
+    for (const fs::path& out :
+         {tmp / "base.safetensors", tmp / "base_link.safetensors",
+          tmp / "a" / "adapter_model.safetensors", tmp / "a" / "adapter_config.json"})
+      expectError(merge + f + " --out " + q(out),
+                  "expected --out to be a new file, not one of the inputs");
+    expectError("recommend --budget 4 " + a + f + " --write-pattern " +
+                    q(tmp / "a" / "adapter_config.json"),
+                "expected --write-pattern to be a new file, not one of the inputs");
+    expectError("inspect " + a + f + " --plot " + q(tmp / "tensors.svg"),
+                "expected --plot to be a new file, not one of the inputs");
+    expectError("convert-pissa --initial " + a + " --trained " + a + f + " --out " + a,
+                "expected --out to be a folder other than the inputs");
+  }
+  EXPECT_EQ(lora::test::readText(tmp / "a" / "adapter_model.safetensors"), adapterBytes);
+  EXPECT_EQ(lora::test::readText(tmp / "a" / "adapter_config.json"), configBytes);
+  EXPECT_EQ(lora::test::readText(tmp / "base.safetensors"), baseBytes);
+
+  // An existing output: refused without --force (nothing changed), replaced with it; the other
+  // files of an output folder stay.
+  fs::create_directory(tmp / "out");
+  writeText(tmp / "out" / "notes.txt", "mine");
+  expectError("resize --rank 2 " + a + " " + q(tmp / "out"),
+              "expected OUT_DIR to be a new or empty folder");
+  EXPECT_FALSE(fs::exists(tmp / "out" / "adapter_model.safetensors"));
+  ASSERT_EQ(runCli("resize --force --rank 2 " + a + " " + q(tmp / "out")).status, 0);
+  EXPECT_TRUE(fs::exists(tmp / "out" / "adapter_model.safetensors"));
+  EXPECT_EQ(lora::test::readText(tmp / "out" / "notes.txt"), "mine");
+
+  writeText(tmp / "merged.safetensors", "earlier");
+  expectError(merge + " --out " + q(tmp / "merged.safetensors"),
+              "expected --out to be a new file, got the existing");
+  EXPECT_EQ(lora::test::readText(tmp / "merged.safetensors"), "earlier");
+  ASSERT_EQ(runCli(merge + " --force --out " + q(tmp / "merged.safetensors")).status, 0);
+  EXPECT_NE(lora::test::readText(tmp / "merged.safetensors"), "earlier");
+
+  writeText(tmp / "pattern.json", "earlier");
+  expectError("recommend --budget 4 " + a + " --write-pattern " + q(tmp / "pattern.json"),
+              "expected --write-pattern to be a new file, got the existing");
+  ASSERT_EQ(
+      runCli("recommend --force --budget 4 " + a + " --write-pattern " + q(tmp / "pattern.json"))
+          .status,
+      0);
+  EXPECT_NE(lora::test::readText(tmp / "pattern.json"), "earlier");
+
+  writeText(tmp / "chart.svg", "earlier");
+  expectError("capacity --out 8 --in 8 --plot " + q(tmp / "chart.svg"),
+              "expected --plot to be a new file, got the existing");
+  expectError("inspect " + a + " --plot " + q(tmp / "chart.svg"),
+              "expected --plot to be a new file, got the existing");
+  EXPECT_EQ(lora::test::readText(tmp / "chart.svg"), "earlier");
 }
 
 TEST(CliUsage, ThreadsFlagAndEnvironment) {

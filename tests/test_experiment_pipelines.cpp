@@ -2,14 +2,17 @@
 // check that the tasks measure something real (LoRA adaptation beats the frozen model by a wide
 // margin on the shifted digits and on French), not how good any strategy is.
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include <gtest/gtest.h>
 
 #include "experiments/charlm.hpp"
 #include "experiments/digits.hpp"
 #include "experiments/studies.hpp"
+#include "support/cli.hpp"
 
 namespace {
 
@@ -105,8 +108,8 @@ TEST(DigitsPipeline, RejectsBadSettings) {
 }
 
 TEST(DigitsPipeline, StudiesWriteReportsAndCharts) {
-  const auto out = std::filesystem::temp_directory_path() / "lora_test_studies";
-  std::filesystem::remove_all(out);
+  const lora::test::ScratchDir tmp("studies");  // one per run: ctest -j runs tests side by side
+  const std::filesystem::path out = tmp / "studies";
   AdaptationTask task(digitsNetwork(), digits().shiftedTrain, digits().shiftedVal,
                       {.steps = 120, .batch = 64, .evalEvery = 40, .quiet = true});
   StudyOptions o;
@@ -126,21 +129,28 @@ TEST(DigitsPipeline, StudiesWriteReportsAndCharts) {
   EXPECT_NE(text.find("Most parameter-efficient"), std::string::npos);
   EXPECT_NE(text.find("rsLoRA study"), std::string::npos);
   EXPECT_NE(text.find("PiSSA study"), std::string::npos);
-  for (const char* f :
-       {"report.txt", "report.json", "comparison_curves.png", "params_vs_accuracy.png",
-        "rank_over_time.png", "spectra.png", "rslora.png", "pissa.png"})
-    EXPECT_TRUE(std::filesystem::exists(out / f) ||
-                std::filesystem::exists(out / (std::string(f) + ".csv")))
-        << f;
+  for (const char* f : {"report.txt", "report.json"})
+    EXPECT_TRUE(std::filesystem::exists(out / f)) << f;
+  // Each chart drawn where gnuplot runs, else its data as FILE.csv (and then not the chart).
+  const char* gp = std::getenv("LORA_GNUPLOT");
+  const std::string gnuplot = gp != nullptr && *gp != '\0' ? gp : "gnuplot";
+  const bool drawn = std::system(("command -v '" + gnuplot + "' >/dev/null 2>&1").c_str()) == 0;
+  for (const char* f : {"comparison_curves.png", "params_vs_accuracy.png", "rank_over_time.png",
+                        "spectra.png", "rslora.png", "pissa.png"}) {
+    EXPECT_EQ(std::filesystem::exists(out / f), drawn) << f;
+    EXPECT_EQ(std::filesystem::exists(out / (std::string(f) + ".csv")), !drawn) << f;
+  }
   std::ifstream json(out / "report.json");
   EXPECT_EQ(nlohmann::json::parse(json)["comparison"]["task"], "digits (test)");
-  // Full fine-tuning trains every weight.
+  // Full fine-tuning is one of the compared strategies, and trains every weight.
+  int fullFineTunes = 0;
   for (const auto& s : j["comparison"]["ranking"]) {
     if (s["strategy"]["full_fine_tune"].get<bool>()) {
+      ++fullFineTunes;
       EXPECT_EQ(s["parameters"]["mean"].get<double>(), 64.0 * 64 + 64 + 64 * 10 + 10);
     }
   }
-  std::filesystem::remove_all(out);
+  EXPECT_EQ(fullFineTunes, 1);
 }
 
 TEST(CharPipeline, LoraLearnsFrenchFromTheEnglishModel) {

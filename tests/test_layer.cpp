@@ -147,7 +147,9 @@ TEST(LayerGradients, MatchCentralFiniteDifferences) {
           Mat<S> Ap = layer.A(), Am = layer.A();
           Ap(i, j) += h;
           Am(i, j) -= h;
-          auto lp = layer, lm = layer;
+          auto lp = layer, lm = layer;  // copies are unbound: bind them
+          lp.bindBase(W, b);
+          lm.bindBase(W, b);
           lp.setFactors(Ap, layer.B());
           lm.setFactors(Am, layer.B());
           numA(i, j) = (loss(lp, X) - loss(lm, X)) / (2 * h);
@@ -157,7 +159,9 @@ TEST(LayerGradients, MatchCentralFiniteDifferences) {
           Mat<S> Bp = layer.B(), Bm = layer.B();
           Bp(i, j) += h;
           Bm(i, j) -= h;
-          auto lp = layer, lm = layer;
+          auto lp = layer, lm = layer;  // copies are unbound: bind them
+          lp.bindBase(W, b);
+          lm.bindBase(W, b);
           lp.setFactors(layer.A(), Bp);
           lm.setFactors(layer.A(), Bm);
           numB(i, j) = (loss(lp, X) - loss(lm, X)) / (2 * h);
@@ -245,6 +249,8 @@ TYPED_TEST(LayerTest, DoraForwardAndMerge) {
   EXPECT_LE(relErr<S>(layer.forward(X), want), 20 * tolerance<S>());
   layer.unmerge();
   EXPECT_LE(relErr<S>(W, W0), 20 * tolerance<S>());
+  // DoRA backward (checked in test_dora.cpp) needs the base; unbound, it is refused.
+  layer.unbindBase();
   EXPECT_THROW(layer.backward(X, want), lora::Error);
 }
 
@@ -450,6 +456,7 @@ TYPED_TEST(LayerTest, BadInputIsAnErrorAndChangesNothing) {
   }
   try {
     lora::Layer<S>(6, 5, {.rank = 2, .alpha = -3});
+    ADD_FAILURE() << "expected lora::Error for alpha = -3";
   } catch (const lora::Error& e) {
     EXPECT_NE(std::string(e.what()).find(
                   "Layer::Layer(): expected alpha to be a positive finite number, got -3"),

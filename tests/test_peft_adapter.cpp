@@ -71,7 +71,15 @@ TEST_F(PeftAdapterTest, LoadsModulesWithPatternRanks) {
   EXPECT_EQ(v.rank(), 2);
   EXPECT_DOUBLE_EQ(v.scaling(), 4.0);
   EXPECT_FALSE(v.isDora());
-  EXPECT_THROW((void)adapter.layer("layers.0.attn.k_proj"), lora::Error);
+  try {
+    (void)adapter.layer("layers.0.attn.k_proj");
+    ADD_FAILURE() << "expected lora::Error for a module the adapter does not have";
+  } catch (const lora::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("PeftAdapter::layer(): expected a module of this "
+                                         "adapter, got 'layers.0.attn.k_proj'"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(PeftAdapterTest, RefusesInconsistentFolders) {

@@ -13,6 +13,7 @@
 #include "lora/init/gaussian.hpp"
 #include "lora/io/peft_adapter.hpp"
 #include "support/fixtures.hpp"
+#include "support/matrices.hpp"
 
 namespace {
 
@@ -103,9 +104,12 @@ TEST_P(PeftVariant, MergeMatchesMergeAndUnload) {
     bind(layer, l);
     layer.merge();
     EXPECT_LE(relErr(l.W.cast<double>(), want.cast<double>()), 1e-5);
-    if (base.contains(module + ".bias")) {
-      EXPECT_EQ(merged.vector<float>(module + ".bias"), l.b);
-    }
+    // The merged layer's forward (merged W, bound bias) is PEFT's merged model's linear map.
+    const Mat x = lora::test::gaussian<float>(3, want.cols(), 11);
+    Mat wantY = x * want.transpose();
+    if (merged.contains(module + ".bias"))
+      wantY.rowwise() += merged.vector<float>(module + ".bias").transpose();
+    EXPECT_LE(relErr(layer.forward(x).cast<double>(), wantY.cast<double>()), 1e-5);
     layer.unmerge();
     EXPECT_LE(relErr(l.W.cast<double>(), residual.matrix<double>(key)), 1e-5);
     ++checked;
@@ -194,7 +198,8 @@ TEST(PeftLayerInit, GaussianInitStatisticsMatchPeft) {
   std::vector<double> peft, ours;
   lora::Rng rng(2024);
   for (const std::string& key : init.names()) {
-    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+    if (key.size() <= suffix.size() ||
+        key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     const std::string module = key.substr(0, key.size() - suffix.size());
     SCOPED_TRACE(module);
@@ -218,7 +223,8 @@ TEST(PeftLayerInit, GaussianInitStatisticsMatchPeft) {
   }
   ASSERT_GE(peft.size(), 1000u) << "too few draws in the fixture to test a distribution";
   for (const auto* sample : {&peft, &ours}) {
-    const Eigen::Map<const Eigen::ArrayXd> x(sample->data(), static_cast<Eigen::Index>(sample->size()));
+    const Eigen::Map<const Eigen::ArrayXd> x(sample->data(),
+                                             static_cast<Eigen::Index>(sample->size()));
     const double n = static_cast<double>(x.size());
     const double mean = x.mean();
     const double std = std::sqrt((x - mean).square().sum() / n);

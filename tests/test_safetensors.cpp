@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <optional>
@@ -20,6 +21,7 @@
 
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
+#include "lora/io/atomic_file.hpp"
 #include "lora/io/safetensors.hpp"
 #include "support/errors.hpp"
 
@@ -532,6 +534,26 @@ TEST_F(SafeTensorsAtomicWrite, TargetIsAFolderLeavesNoTemporary) {
   EXPECT_THROW(w.write(m_dir / "dir.safetensors"), lora::Error);
   EXPECT_EQ(listing(), (std::set<std::string>{"dir.safetensors"}));
   EXPECT_TRUE(fs::exists(m_dir / "dir.safetensors" / "inside"));
+}
+
+// The text files (monitor CSV/JSON, rank config, reports) go through the same writer as the
+// adapters: exclusive temporary, checked write and close, fsync, rename, folder fsync.
+TEST_F(SafeTensorsAtomicWrite, TextFilesUseTheSameWriter) {
+  const fs::path target = m_dir / "history.csv";
+  { std::ofstream(target) << "old"; }
+  lora::train::writeFileAtomically(target, "step,loss\n1,0.5\n", "Monitor::writeCsv");
+  EXPECT_EQ(listing(), (std::set<std::string>{"history.csv"}));
+  std::ifstream in(target);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "step,loss\n1,0.5\n");
+  // The writer's own messages: a folder as target, a missing folder; nothing left behind.
+  fs::create_directories(m_dir / "dir.csv");
+  EXPECT_CONTAINS(errorOf([&] { lora::train::writeFileAtomically(m_dir / "dir.csv", "x", "W"); }),
+                  "W(): expected a file path, got the folder");
+  EXPECT_CONTAINS(
+      errorOf([&] { lora::train::writeFileAtomically(m_dir / "no" / "x.csv", "x", "W"); }),
+      "W(): expected a writable folder for");
+  EXPECT_EQ(listing(), (std::set<std::string>{"dir.csv", "history.csv"}));
 }
 
 #ifdef LORA_TEST_HAVE_RLIMIT

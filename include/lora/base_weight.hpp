@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 
+#include "lora/detail/aliasing.hpp"
 #include "lora/error.hpp"
 #include "lora/threads.hpp"
 
@@ -40,10 +41,12 @@ class BaseWeight {
 
   BaseWeight() = default;
 
-  /// A writable view of an Eigen lvalue (the layer may merge into it).
+  /// A view of an Eigen lvalue, writable (the layer may merge into it) when the expression type
+  /// is: a Matrix, a Map or Block of a non-const Matrix. A Map or Ref of const data, or a Block of
+  /// a const Matrix, gives a read-only view even when the object itself is not const.
   template <typename Derived>
   BaseWeight(Eigen::DenseBase<Derived>& w)  // NOLINT(google-explicit-constructor)
-      : BaseWeight(viewOf(w.derived(), true)) {}
+      : BaseWeight(viewOf(w.derived(), (Derived::Flags & Eigen::LvalueBit) != 0)) {}
 
   /// A read-only view of a const Eigen lvalue.
   template <typename Derived>
@@ -67,6 +70,12 @@ class BaseWeight {
   bool writable() const noexcept { return m_writable; }
   bool empty() const noexcept { return m_data == nullptr; }
   const Scalar* data() const noexcept { return m_data; }
+  /// The bytes the view spans (empty for an empty view).
+  detail::ByteRange byteRange() const noexcept {
+    const bool rowMajor = m_layout == Layout::RowMajor;
+    return detail::byteRange(m_data, rowMajor ? m_cols : m_rows, rowMajor ? m_rows : m_cols, 1,
+                             m_outerStride);
+  }
 
   /// Calls f with a const Eigen::Map of W in its own layout.
   template <typename F>
@@ -139,7 +148,14 @@ class BaseBias {
   }
   template <typename Derived>
   BaseBias(Eigen::DenseBase<Derived>&& b) = delete;
-  BaseBias(const Scalar* data, Index size) : m_data(data), m_size(size), m_stride(1) {}
+  /// A bias of \p size entries at \p data (null with size 0: no bias).
+  BaseBias(const Scalar* data, Index size) : m_data(data), m_size(size), m_stride(1) {
+    if (size < 0) detail::fail("BaseBias::BaseBias", "expected a size >= 0, got {}", size);
+    if (data == nullptr && size > 0)
+      detail::fail("BaseBias::BaseBias",
+                   "expected a non-null data pointer for {} entries, got null", size);
+    if (size == 0) m_data = nullptr;
+  }
 
   bool empty() const noexcept { return m_data == nullptr; }
   Index size() const noexcept { return m_size; }

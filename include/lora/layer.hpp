@@ -14,6 +14,8 @@
 #include <Eigen/Core>
 
 #include "lora/base_weight.hpp"
+#include "lora/detail/aliasing.hpp"
+#include "lora/detail/base_binding.hpp"
 #include "lora/error.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/init/peft_default.hpp"
@@ -109,20 +111,27 @@ class Layer {
   void bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias = {});
   /// Forgets the base (an error while merged).
   void unbindBase();
-  bool hasBase() const noexcept { return !m_base.empty(); }
-  const BaseWeight<Scalar>& base() const noexcept { return m_base; }
+  bool hasBase() const noexcept { return !m_bind.weight.empty(); }
+  const BaseWeight<Scalar>& base() const noexcept { return m_bind.weight; }
 
   // ---- forward / backward -------------------------------------------------------------------
 
   /// Y = X W^T + b + s (X A^T) B^T for X (N x in); Y (N x out) is resized if it can be, else it
   /// must already have that shape. Merged: Y = X W^T + b. Needs a bound base.
+  ///
+  /// Y may share memory with X (`layer.forward(X, X)` on a square layer): X is then read into a
+  /// copy first and the answer is the same. Y sharing memory with the layer's own state (the
+  /// bound W, A, B, their gradients) is an error.
   template <typename DerivedX, typename DerivedY>
   void forward(const Eigen::MatrixBase<DerivedX>& X,
                const Eigen::MatrixBase<DerivedY>& Yout) const {
-    if constexpr (compiledInput<DerivedX>() && std::is_same_v<DerivedY, Matrix>)
-      forwardCompiled(X, const_cast<Matrix&>(Yout.derived()));
-    else
-      forwardImpl(X, Yout);
+    refuseOutputOverState("Layer::forward", Yout);
+    if (detail::mayAlias(X, Yout)) {
+      const Matrix Xc = X;
+      forwardDispatch(Xc, Yout);
+    } else {
+      forwardDispatch(X, Yout);
+    }
   }
   /// \copydoc forward(const Eigen::MatrixBase<DerivedX>&, const Eigen::MatrixBase<DerivedY>&) const
   template <typename DerivedX>
@@ -145,10 +154,23 @@ class Layer {
   /// Gradients of the loss with respect to A and B from the batch X (N x in) and dL/dY (N x out):
   /// dL/dB = s dY^T (X A^T), dL/dA = s (dY B)^T X. They are added to gradA()/gradB()
   /// (GradMode::Accumulate, like PyTorch's `.grad`) or replace them (GradMode::Overwrite).
-  /// Needs no base. Not available for DoRA layers.
+  /// Needs no base, except for DoRA layers: with z = x W^T + s (x A^T) B^T, n = ||W + s B A||_row
+  /// and c = m / n, y = c ⊙ z + b, and the norm n is detached (a constant of the backward pass,
+  /// DoRA paper §4.3, as PEFT's lora/dora.py computes it), so dL/dm_j = Σ_i dY_ij z_ij / n_j
+  /// (gradMagnitude()) and A and B see dY ⊙ c in place of dY. DoRA backward needs a bound base
+  /// and an unmerged layer.
   template <typename DerivedX, typename DerivedG>
   void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
                 GradMode mode = GradMode::Accumulate) {
+    // X or dY given as this layer's own gradients are read into copies before those change.
+    if (readsGradients(X)) {
+      const Matrix Xc = X;
+      return backward(Xc, dY, mode);
+    }
+    if (readsGradients(dY)) {
+      const Matrix Gc = dY;
+      return backward(X, Gc, mode);
+    }
     if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>()) {
       backwardCompiled(X, dY, mode);
     } else {
@@ -159,9 +181,21 @@ class Layer {
 
   /// As backward(X, dY, mode), and also writes dL/dX = dY W + s (dY B) A (N x in) into \p dX
   /// (overwritten; resized if it can be). Needs a bound base; merged layers use dY W.
+  ///
+  /// dX may share memory with X or dY (they are then read into copies first); dX sharing memory
+  /// with the layer's own state (W, A, B, the gradients) is an error.
   template <typename DerivedX, typename DerivedG, typename DerivedDX>
   void backward(const Eigen::MatrixBase<DerivedX>& X, const Eigen::MatrixBase<DerivedG>& dY,
                 const Eigen::MatrixBase<DerivedDX>& dXout, GradMode mode = GradMode::Accumulate) {
+    refuseOutputOverState("Layer::backward", dXout);
+    if (readsGradients(X) || detail::mayAlias(X, dXout)) {
+      const Matrix Xc = X;
+      return backward(Xc, dY, dXout, mode);
+    }
+    if (readsGradients(dY) || detail::mayAlias(dY, dXout)) {
+      const Matrix Gc = dY;
+      return backward(X, Gc, dXout, mode);
+    }
     if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>() &&
                   std::is_same_v<DerivedDX, Matrix>)
       backwardInputCompiled(X, dY, const_cast<Matrix&>(dXout.derived()), mode);
@@ -171,7 +205,9 @@ class Layer {
 
   const Matrix& gradA() const noexcept { return m_gradA; }
   const Matrix& gradB() const noexcept { return m_gradB; }
-  /// Sets both gradients to zero.
+  /// dL/dm of the DoRA magnitude (out entries; empty when DoRA is off).
+  const Vector& gradMagnitude() const noexcept { return m_gradMagnitude; }
+  /// Sets the gradients to zero (the magnitude's too).
   void zeroGrad();
 
   // ---- merge --------------------------------------------------------------------------------
@@ -183,7 +219,7 @@ class Layer {
 
   /// Undoes merge(): W -= s B A (DoRA: W = W / c - s B A), up to rounding.
   void unmerge();
-  bool isMerged() const noexcept { return m_merged; }
+  bool isMerged() const noexcept { return m_bind.merged; }
 
   /// s B A, the only call that forms an out x in matrix.
   Matrix deltaWeight() const;
@@ -200,7 +236,9 @@ class Layer {
   /// - Grow: s·B·A is unchanged; new rows of A come from the layer's initializer (drawn from
   ///   its seeded stream), new columns of B are zero.
   /// - Alpha bookkeeping per ResizeOptions::alpha. Gradients are reset to zero (they belong to
-  ///   the old coordinates). The report carries the spectrum and the change of basis.
+  ///   the old coordinates). The report carries the change of basis, and on a shrink the spectrum.
+  /// - At the current rank nothing changes: factors, alpha and gradients stay as they are, and the
+  ///   report has identity transforms and no spectrum (no SVD is computed).
   ResizeReport<Scalar> resize(Index newRank, const ResizeOptions& options = {});
 
   /// Keeps the singular triplets of s·B·A with the given indices (into the decreasing spectrum,
@@ -230,7 +268,7 @@ class Layer {
   template <typename DerivedA, typename DerivedB>
   void setFactors(const Eigen::MatrixBase<DerivedA>& A, const Eigen::MatrixBase<DerivedB>& B) {
     constexpr const char* where = "Layer::setFactors";
-    if (m_merged)
+    if (m_bind.merged)
       detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     checkShapes(where, A, B);
     if (A.cols() != m_in || B.rows() != m_out)
@@ -248,7 +286,7 @@ class Layer {
   template <typename DerivedA, typename DerivedB>
   void updateFactors(const Eigen::MatrixBase<DerivedA>& dA, const Eigen::MatrixBase<DerivedB>& dB) {
     constexpr const char* where = "Layer::updateFactors";
-    if (m_merged)
+    if (m_bind.merged)
       detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
     if (dA.rows() != m_A.rows() || dA.cols() != m_A.cols() || dB.rows() != m_B.rows() ||
         dB.cols() != m_B.cols())
@@ -274,11 +312,12 @@ class Layer {
   template <typename Derived>
   void setMagnitude(const Eigen::MatrixBase<Derived>& m) {
     constexpr const char* where = "Layer::setMagnitude";
-    if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
+    if (m_bind.merged) detail::fail(where, "expected an unmerged layer, got a merged one");
     if (m.size() != m_out || (m.rows() != 1 && m.cols() != 1))
       detail::fail(where, "expected a vector of {} entries, got {}x{}", m_out, m.rows(), m.cols());
     Vector v = m;
     if (!v.allFinite()) detail::fail(where, "expected finite magnitudes, got NaN or Inf");
+    if (m_magnitude.size() != m_out) m_gradMagnitude.setZero(m_out);  // DoRA turned on
     m_magnitude.swap(v);
   }
   /// Turns DoRA on with PEFT's initial magnitude m = ||W + s B A||_row (needs a bound base).
@@ -301,6 +340,39 @@ class Layer {
     return std::is_same_v<typename Derived::Scalar, Scalar> &&
            (Derived::Flags & Eigen::RowMajorBit) == 0;
   }
+  template <typename DerivedX, typename DerivedY>
+  void forwardDispatch(const Eigen::MatrixBase<DerivedX>& X,
+                       const Eigen::MatrixBase<DerivedY>& Yout) const {
+    if constexpr (compiledInput<DerivedX>() && std::is_same_v<DerivedY, Matrix>)
+      forwardCompiled(X, const_cast<Matrix&>(Yout.derived()));
+    else
+      forwardImpl(X, Yout);
+  }
+  /// Whether \p M shares memory with gradA() or gradB(), which backward writes.
+  template <typename Derived>
+  bool readsGradients(const Eigen::MatrixBase<Derived>& M) const noexcept {
+    if constexpr (detail::kDirectAccess<Derived>) {
+      const detail::ByteRange r = detail::byteRange(M);
+      return r.intersects(detail::byteRange(m_gradA)) || r.intersects(detail::byteRange(m_gradB));
+    } else {
+      return false;  // an expression is evaluated before the gradients are written
+    }
+  }
+  /// An output may not be written over W, A, B or the gradients: the layer reads them while it
+  /// writes, and they would be lost.
+  template <typename Derived>
+  void refuseOutputOverState(const char* where, const Eigen::MatrixBase<Derived>& out) const {
+    if constexpr (detail::kDirectAccess<Derived>) {
+      const detail::ByteRange r = detail::byteRange(out);
+      const bool weight = m_bind.weight.byteRange().intersects(r);
+      if (weight || r.intersects(detail::byteRange(m_A)) || r.intersects(detail::byteRange(m_B)) ||
+          r.intersects(detail::byteRange(m_gradA)) || r.intersects(detail::byteRange(m_gradB)))
+        detail::fail(where,
+                     "expected an output that shares no memory with the layer's {}, got one that "
+                     "does",
+                     weight ? "bound base weight" : "factors or gradients");
+    }
+  }
   void forwardCompiled(const ConstRef& X, Matrix& Y) const;
   Matrix adapterForwardCompiled(const ConstRef& X) const;
   void backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode);
@@ -313,9 +385,9 @@ class Layer {
     requireBase(where);
     checkInput(where, X);
     DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
-    m_base.visit([&](const auto& W) {
+    m_bind.weight.visit([&](const auto& W) {
       Y.noalias() = X * W.transpose();
-      if (!m_merged) {
+      if (!m_bind.merged) {
         const Matrix T = scaledProjection(X);
         Y.noalias() += T * m_B.transpose();
         if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
@@ -339,10 +411,16 @@ class Layer {
     requireBase(where);
     checkBackward(where, X, dY);
     DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
-    Matrix G;  // dY B, shared by dA and dX
-    backwardImpl(where, X, dY, mode, G);
-    m_base.visit([&](const auto& W) { dX.noalias() = dY * W; });
-    if (!m_merged) {
+    Matrix G;   // dY' B, shared by dA and dX
+    Matrix Gc;  // DoRA: dY ⊙ c, what W and the factors see
+    backwardImpl(where, X, dY, mode, G, &Gc);
+    m_bind.weight.visit([&](const auto& W) {
+      if (isDora())
+        dX.noalias() = Gc * W;
+      else
+        dX.noalias() = dY * W;
+    });
+    if (!m_bind.merged) {
       G *= scalingScalar();
       dX.noalias() += G * m_A;
     }
@@ -397,10 +475,13 @@ class Layer {
                      const Eigen::MatrixBase<DerivedG>& dY) const {
     checkInput(where, X);
     checkGradOutput(where, X, dY);
-    if (isDora())
-      detail::fail(
-          where,
-          "expected a layer without DoRA (DoRA backward is not implemented), got a DoRA layer");
+    if (isDora()) {
+      requireBase(where);  // z and the norm of W + sBA need W
+      if (m_bind.merged)
+        detail::fail(where,
+                     "expected an unmerged DoRA layer (the norm of W + sBA is taken on the "
+                     "unmerged weight), got a merged one");
+    }
   }
 
   template <typename Derived>
@@ -418,13 +499,42 @@ class Layer {
 
   template <typename DerivedY>
   void addBias(DerivedY& Y) const {
-    if (!m_bias.empty()) Y.rowwise() += m_bias.map().transpose();
+    if (!m_bind.bias.empty()) Y.rowwise() += m_bind.bias.map().transpose();
+  }
+
+  /// The gradients into gradA()/gradB() (and gradMagnitude() for DoRA); \p G gets (dY' B), with
+  /// dY' the gradient the factors see (dY, or dY ⊙ c for DoRA, then also written to \p dYc).
+  template <typename DerivedX, typename DerivedG>
+  void backwardImpl(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                    const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G,
+                    Matrix* dYc = nullptr) {
+    checkBackward(where, X, dY);
+    if (!isDora()) {
+      factorGradients(where, X, dY, mode, G, nullptr);
+      return;
+    }
+    // DoRA, the norm detached (Liu et al. 2024, DoRA §4.3; PEFT lora/dora.py).
+    const Vector n = m_bind.weight.visit([&](const auto& W) { return rowNormsOfSum(W); });
+    const Vector c = m_magnitude.cwiseQuotient(n);
+    if (!c.allFinite())
+      detail::fail(where,
+                   "expected a finite DoRA scale m / ||W + sBA|| in every row, got NaN or Inf (a "
+                   "zero row, or a magnitude that overflows against the row's norm)");
+    Matrix Z;  // z = x W^T + s (x A^T) B^T, N x out
+    m_bind.weight.visit([&](const auto& W) { Z.noalias() = X * W.transpose(); });
+    const Matrix T = scaledProjection(X);
+    Z.noalias() += T * m_B.transpose();
+    Vector gm = dY.cwiseProduct(Z).colwise().sum().transpose();
+    gm = gm.cwiseQuotient(n);
+    Matrix Gc = dY * c.asDiagonal();
+    factorGradients(where, X, Gc, mode, G, &gm);
+    if (dYc != nullptr) *dYc = std::move(Gc);
   }
 
   template <typename DerivedX, typename DerivedG>
-  void backwardImpl(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                    const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G) {
-    checkBackward(where, X, dY);
+  void factorGradients(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                       const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G,
+                       Vector* gm) {
     const Scalar s = scalingScalar();
     const Matrix T = X * m_A.transpose();  // N x r
     G.noalias() = dY * m_B;                // N x r
@@ -439,11 +549,13 @@ class Layer {
     if (mode == GradMode::Accumulate) {
       gA += m_gradA;
       gB += m_gradB;
+      if (gm != nullptr) *gm += m_gradMagnitude;
     }
-    if (!gA.allFinite() || !gB.allFinite())
+    if (!gA.allFinite() || !gB.allFinite() || (gm != nullptr && !gm->allFinite()))
       detail::fail(where, "expected finite gradients, got NaN or Inf (check X and dY)");
     m_gradA.swap(gA);
     m_gradB.swap(gB);
+    if (gm != nullptr) m_gradMagnitude.swap(*gm);
   }
 
   /// True when |W| + |s B A| stays finite for sure: max|W| + max_i ||sB_i|| max_j ||A_j|| < max.
@@ -492,17 +604,16 @@ class Layer {
   /// the moment of construction. New rows then follow PeftDefault's distribution.
   Matrix growRows(Index rank, Index count, double alpha, Rng& rng) const;
 
+  // First, so that an assignment refused by it (over a merged layer) changes nothing else.
+  detail::BaseBinding<Scalar> m_bind;  // W, b and the merge state; not carried by copies
   Index m_out = 0, m_in = 0;
   Matrix m_A, m_B, m_gradA, m_gradB;
   double m_alpha = 1.0;
   ScalingMode m_mode = ScalingMode::Standard;
   Initializer m_init;
   Rng m_rng;
-  BaseWeight<Scalar> m_base;
-  BaseBias<Scalar> m_bias;
-  Vector m_magnitude;   // DoRA m; empty when DoRA is off
-  Vector m_mergeScale;  // DoRA c at merge time, to unmerge
-  bool m_merged = false;
+  Vector m_magnitude;      // DoRA m; empty when DoRA is off
+  Vector m_gradMagnitude;  // dL/dm; empty when DoRA is off
 };
 
 template <typename Scalar_>
@@ -558,70 +669,82 @@ Layer<Scalar_>::Layer(BaseWeight<Scalar> weight, const LayerOptions& options,
   init::applyBaseUpdate(weight, f, req.scalingFactor());  // last: nothing above mutates W
   m_A = std::move(f.A);
   m_B = std::move(f.B);
-  m_base = weight;
-  m_bias = bias;
+  m_bind.weight = weight;
+  m_bind.bias = bias;
   zeroGrad();
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::bindBase(BaseWeight<Scalar> weight, BaseBias<Scalar> bias) {
   constexpr const char* where = "Layer::bindBase";
-  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  if (m_bind.merged)
+    detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
   if (weight.empty()) detail::fail(where, "expected a weight view, got an empty one");
   if (weight.rows() != m_out || weight.cols() != m_in)
     detail::fail(where, "expected a base weight of {}x{} (out x in), got {}x{}", m_out, m_in,
                  weight.rows(), weight.cols());
   if (!bias.empty() && bias.size() != m_out)
     detail::fail(where, "expected a bias of {} entries, got {}", m_out, bias.size());
-  m_base = weight;
-  m_bias = bias;
+  m_bind.weight = weight;
+  m_bind.bias = bias;
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::unbindBase() {
-  if (m_merged) detail::fail("Layer::unbindBase", "expected an unmerged layer, got a merged one");
-  m_base = BaseWeight<Scalar>();
-  m_bias = BaseBias<Scalar>();
+  if (m_bind.merged)
+    detail::fail("Layer::unbindBase", "expected an unmerged layer, got a merged one");
+  m_bind.weight = BaseWeight<Scalar>();
+  m_bind.bias = BaseBias<Scalar>();
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::zeroGrad() {
   m_gradA.setZero(rank(), m_in);
   m_gradB.setZero(m_out, rank());
+  m_gradMagnitude.setZero(m_magnitude.size());
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::merge() {
   constexpr const char* where = "Layer::merge";
-  if (m_merged) detail::fail(where, "expected an unmerged layer, got one already merged");
+  if (m_bind.merged) detail::fail(where, "expected an unmerged layer, got one already merged");
   requireWritableBase(where);
-  m_base.visitMutable([&](auto& W) {
+  m_bind.weight.visitMutable([&](auto& W) {
     Vector c;
     if (isDora()) c = doraScale();
     const Matrix sB = scalingScalar() * m_B;
-    if (!updateCannotOverflow(W, sB)) {
-      const Matrix delta = sB * m_A;
-      if (!(W + delta).allFinite())
+    if (isDora()) {
+      // The rows of W + sBA scaled by c: checked whole before W is touched.
+      Matrix merged = W;
+      merged.noalias() += sB * m_A;
+      merged.array().colwise() *= c.array();
+      if (!merged.allFinite())
         detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
+      W = merged;
+    } else {
+      if (!updateCannotOverflow(W, sB)) {
+        const Matrix delta = sB * m_A;
+        if (!(W + delta).allFinite())
+          detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
+      }
+      W.noalias() += sB * m_A;
     }
-    W.noalias() += sB * m_A;
-    if (isDora()) W.array().colwise() *= c.array();
-    m_mergeScale = std::move(c);
+    m_bind.mergeScale = std::move(c);
   });
-  m_merged = true;
+  m_bind.merged = true;
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::unmerge() {
   constexpr const char* where = "Layer::unmerge";
-  if (!m_merged) detail::fail(where, "expected a merged layer, got one not merged");
+  if (!m_bind.merged) detail::fail(where, "expected a merged layer, got one not merged");
   requireWritableBase(where);
-  m_base.visitMutable([&](auto& W) {
-    if (isDora()) W.array().colwise() /= m_mergeScale.array();
+  m_bind.weight.visitMutable([&](auto& W) {
+    if (isDora()) W.array().colwise() /= m_bind.mergeScale.array();
     W.noalias() -= (scalingScalar() * m_B) * m_A;
   });
-  m_mergeScale.resize(0);
-  m_merged = false;
+  m_bind.mergeScale.resize(0);
+  m_bind.merged = false;
 }
 
 template <typename Scalar_>
@@ -638,7 +761,8 @@ template <typename Scalar_>
 ResizeReport<Scalar_> Layer<Scalar_>::resize(Index newRank, const ResizeOptions& options) {
   constexpr const char* where = "Layer::resize";
   checkRank(where, newRank);
-  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  if (m_bind.merged)
+    detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
   const Index r = rank();
   ResizeReport<Scalar> report = reportFor(newRank, options);
   if (newRank == r) {
@@ -672,7 +796,8 @@ template <typename Scalar_>
 ResizeReport<Scalar_> Layer<Scalar_>::keepDirections(const std::vector<Index>& keep,
                                                      const ResizeOptions& options) {
   constexpr const char* where = "Layer::keepDirections";
-  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
+  if (m_bind.merged)
+    detail::fail(where, "expected an unmerged layer, got a merged one (unmerge first)");
   if (keep.empty()) detail::fail(where, "expected at least one direction to keep, got none");
   const Index available = std::min({rank(), m_out, m_in});  // singular values of s·B·A
   std::vector<bool> seen(static_cast<std::size_t>(available), false);
@@ -695,14 +820,15 @@ ResizeReport<Scalar_> Layer<Scalar_>::keepDirections(const std::vector<Index>& k
 
 template <typename Scalar_>
 void Layer<Scalar_>::setAlpha(double alpha) {
-  if (m_merged) detail::fail("Layer::setAlpha", "expected an unmerged layer, got a merged one");
+  if (m_bind.merged)
+    detail::fail("Layer::setAlpha", "expected an unmerged layer, got a merged one");
   checkAlpha("Layer::setAlpha", alpha);
   m_alpha = alpha;
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::setScalingMode(ScalingMode mode) {
-  if (m_merged)
+  if (m_bind.merged)
     detail::fail("Layer::setScalingMode", "expected an unmerged layer, got a merged one");
   m_mode = mode;
 }
@@ -710,15 +836,18 @@ void Layer<Scalar_>::setScalingMode(ScalingMode mode) {
 template <typename Scalar_>
 void Layer<Scalar_>::initDoraMagnitude() {
   constexpr const char* where = "Layer::initDoraMagnitude";
-  if (m_merged) detail::fail(where, "expected an unmerged layer, got a merged one");
+  if (m_bind.merged) detail::fail(where, "expected an unmerged layer, got a merged one");
   requireBase(where);
-  m_magnitude = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  m_magnitude = m_bind.weight.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  m_gradMagnitude.setZero(m_out);
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::disableDora() {
-  if (m_merged) detail::fail("Layer::disableDora", "expected an unmerged layer, got a merged one");
+  if (m_bind.merged)
+    detail::fail("Layer::disableDora", "expected an unmerged layer, got a merged one");
   m_magnitude.resize(0);
+  m_gradMagnitude.resize(0);
 }
 
 template <typename Scalar_>
@@ -748,23 +877,25 @@ void Layer<Scalar_>::checkFinite(const char* where, const Matrix& A, const Matri
 
 template <typename Scalar_>
 void Layer<Scalar_>::requireBase(const char* where) const {
-  if (m_base.empty())
+  if (m_bind.weight.empty())
     detail::fail(where, "expected a bound base weight (call bindBase first), got none");
 }
 
 template <typename Scalar_>
 void Layer<Scalar_>::requireWritableBase(const char* where) const {
   requireBase(where);
-  if (!m_base.writable())
+  if (!m_bind.weight.writable())
     detail::fail(where, "expected a writable base weight, got a read-only view");
 }
 
 template <typename Scalar_>
 typename Layer<Scalar_>::Vector Layer<Scalar_>::doraScale() const {
-  const Vector norms = m_base.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  const Vector norms = m_bind.weight.visit([&](const auto& W) { return rowNormsOfSum(W); });
   Vector c = m_magnitude.cwiseQuotient(norms);
   if (!c.allFinite())
-    detail::fail("Layer::doraScale", "expected rows of W + sBA with non-zero norm, got a zero row");
+    detail::fail("Layer::doraScale",
+                 "expected a finite DoRA scale m / ||W + sBA|| in every row, got NaN or Inf (a "
+                 "zero row, or a magnitude that overflows against the row's norm)");
   return c;
 }
 

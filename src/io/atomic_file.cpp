@@ -12,6 +12,7 @@
 #include <system_error>
 
 #if __has_include(<unistd.h>)
+#include <fcntl.h>
 #include <unistd.h>
 #define LORA_HAVE_UNISTD 1
 #endif
@@ -102,6 +103,30 @@ void AtomicFile::commit() {
     fail(m_where, "expected to replace '{}' with the new file, got an error: {}", m_target.string(),
          ec.message());
   m_committed = true;
+  syncFolder(m_target.parent_path(), m_where);
+}
+
+void syncFolder(const fs::path& folder, std::string_view where) {
+#ifdef LORA_HAVE_UNISTD
+  // The rename is durable once the folder's entry is on disk: fsync the folder too. Filesystems
+  // that cannot sync a folder say EINVAL (nothing more to do there).
+  const fs::path dir = folder.empty() ? fs::path(".") : folder;
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    fail(where, "expected to open the folder '{}' to sync it, got an error: {}", dir.string(),
+         errnoText(e));
+  }
+  const int rc = ::fsync(fd);
+  const int e = errno;
+  ::close(fd);
+  if (rc != 0 && e != EINVAL)
+    fail(where, "expected to sync the folder '{}' to disk, got an error: {}", dir.string(),
+         errnoText(e));
+#else
+  (void)folder;
+  (void)where;
+#endif
 }
 
 }  // namespace lora::detail
@@ -110,35 +135,9 @@ namespace lora::train {
 
 void writeFileAtomically(const std::filesystem::path& path, std::string_view content,
                          std::string_view where) {
-  namespace fs = std::filesystem;
-  static std::atomic<std::uint64_t> counter{0};
-  const auto stamp =
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp.{}.{}", stamp, counter.fetch_add(1));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      detail::fail(where, "expected a writable file {}, got one that cannot be opened",
-                   tmp.string());
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      detail::fail(where, "expected to write {} bytes to {}, got a write error", content.size(),
-                   tmp.string());
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    detail::fail(where, "expected to rename {} to {}, got '{}'", tmp.string(), path.string(),
-                 ec.message());
-  }
+  detail::AtomicFile file(path, where);
+  file.write(content.data(), content.size());
+  file.commit();
 }
 
 }  // namespace lora::train

@@ -57,6 +57,7 @@ Json alphaJson(double a) {
   return Json(a);
 }
 
+using detail::syncFolder;
 using detail::uniqueTag;
 
 void removeQuietly(const fs::path& p) {
@@ -137,6 +138,7 @@ void commitFolder(const fs::path& dir, const std::string& tag, const fs::path& s
     throw;
   }
   removeQuietly(backup);
+  syncFolder(dir, where);  // both renames on disk
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include "lora/io/plot.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -205,11 +209,17 @@ fs::path plotOrCsv(const std::vector<Panel>& panels, const fs::path& file) {
   fs::remove(gp, ec);
   fs::remove(log, ec);
   if (ok) {
-    fs::rename(drawn, file, ec);
-    if (ec) {
+    // As every file LoRA++ writes: synced, renamed over the target, the folder synced.
+    const int fd = ::open(drawn.c_str(), O_RDONLY | O_CLOEXEC);
+    const bool synced = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (synced) fs::rename(drawn, file, ec);
+    if (!synced || ec) {
+      const std::string reason = synced ? ec.message() : detail::errnoText(errno);
       fs::remove(drawn, ec);
-      detail::fail(kWhere, "expected to write '{}', got an error: {}", file.string(), ec.message());
+      detail::fail(kWhere, "expected to write '{}', got an error: {}", file.string(), reason);
     }
+    detail::syncFolder(folder, kWhere);
     return file;
   }
   fs::remove(drawn, ec);

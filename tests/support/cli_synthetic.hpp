@@ -21,19 +21,24 @@ namespace lora::test::cli_synthetic {
 
 namespace fs = std::filesystem;
 
-inline std::string q(const fs::path& p) { return shellQuote(p.string()); }
+inline std::string q(const fs::path& p) {
+  return shellQuote(p.string());
+}
 
 inline void writeText(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
 }
 
-inline const char* kConfig = R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q", "v"]})";
+inline const char* kConfig =
+    R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q", "v"]})";
 
 /// A valid adapter: layers.0.q (A 4x6, B 8x4) and layers.0.v (A 4x6, B 5x4).
 inline void writeGoodAdapter(const fs::path& dir) {
   lora::PeftAdapterWriter w(lora::AdapterConfig::parse(kConfig, "test"), lora::DType::F32);
-  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
-  w.add("layers.0.v", lora::test::gaussian<float>(4, 6, 3), lora::test::gaussian<float>(5, 4, 4), 8);
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2),
+        8);
+  w.add("layers.0.v", lora::test::gaussian<float>(4, 6, 3), lora::test::gaussian<float>(5, 4, 4),
+        8);
   w.write(dir);
 }
 
@@ -49,7 +54,7 @@ inline void writeBase(const fs::path& file, Eigen::Index qCols = 6, bool withV =
 /// A safetensors file from its header text and a data buffer of \p dataBytes zero bytes; the
 /// header length field is \p lengthOverride when given.
 inline void writeSafetensors(const fs::path& file, const std::string& header, std::size_t dataBytes,
-                      std::optional<std::uint64_t> lengthOverride = std::nullopt) {
+                             std::optional<std::uint64_t> lengthOverride = std::nullopt) {
   std::string bytes(8, '\0');
   const std::uint64_t n = lengthOverride.value_or(header.size());
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -59,9 +64,9 @@ inline void writeSafetensors(const fs::path& file, const std::string& header, st
 }
 
 /// An adapter folder with a good config and the given tensors file.
-inline fs::path adapterWithTensors(const ScratchDir& tmp, const std::string& name, const std::string& header,
-                            std::size_t dataBytes,
-                            std::optional<std::uint64_t> lengthOverride = std::nullopt) {
+inline fs::path adapterWithTensors(const ScratchDir& tmp, const std::string& name,
+                                   const std::string& header, std::size_t dataBytes,
+                                   std::optional<std::uint64_t> lengthOverride = std::nullopt) {
   const fs::path dir = tmp / name;
   fs::create_directories(dir);
   writeText(dir / "adapter_config.json", kConfig);
@@ -69,8 +74,8 @@ inline fs::path adapterWithTensors(const ScratchDir& tmp, const std::string& nam
   return dir;
 }
 
-inline std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
-                  std::uint64_t begin, std::uint64_t end) {
+inline std::string entry(const std::string& name, const std::string& dtype,
+                         const std::string& shape, std::uint64_t begin, std::uint64_t end) {
   return "\"base_model.model." + name + "\": {\"dtype\": \"" + dtype + "\", \"shape\": " + shape +
          ", \"data_offsets\": [" + std::to_string(begin) + ", " + std::to_string(end) + "]}";
 }
@@ -78,7 +83,7 @@ inline std::string entry(const std::string& name, const std::string& dtype, cons
 /// The command fails as promised: exit \p code, one "lora: error: " line naming \p word, an
 /// empty stdout, and \p mustNotExist absent.
 inline void expectError(const std::string& args, const std::string& word,
-                 const std::optional<fs::path>& mustNotExist = std::nullopt, int code = 1) {
+                        const std::optional<fs::path>& mustNotExist = std::nullopt, int code = 1) {
   SCOPED_TRACE(args);
   const CliResult r = runCli(args);
   EXPECT_EQ(r.status, code) << r.err;
@@ -92,27 +97,19 @@ inline void expectError(const std::string& args, const std::string& word,
   }
 }
 
-/// `inspect` and one of the other adapter-reading subcommands (in turn: resize, recommend,
-/// merge) refuse \p dir with an error line naming \p word; resize and merge leave no output.
-/// (One more command per case, not all four: each run costs a process start, slow under ASan.)
+/// Every adapter-reading subcommand (inspect, resize, recommend, merge) refuses \p dir with an
+/// error line naming \p word; resize and merge leave no output. All four run in every case, so
+/// what a test checks does not depend on which tests ran before it.
 inline void expectAllRefuse(const ScratchDir& tmp, const fs::path& dir, const std::string& word) {
-  static int turn = 0;
   expectError("inspect " + q(dir), word);
-  switch (turn++ % 3) {
-    case 0:
-      expectError("resize --rank 2 " + q(dir) + " " + q(tmp / "out_adapter"), word,
-                  tmp / "out_adapter");
-      break;
-    case 1:
-      expectError("recommend --budget 4 " + q(dir), word);
-      break;
-    default:
-      writeBase(tmp / "base_for_refuse.safetensors");
-      expectError("merge --base " + q(tmp / "base_for_refuse.safetensors") + " --adapter " +
-                      q(dir) + " --out " + q(tmp / "merged.safetensors"),
-                  word, tmp / "merged.safetensors");
-      break;
-  }
+  expectError("resize --rank 2 " + q(dir) + " " + q(tmp / "out_adapter"), word,
+              tmp / "out_adapter");
+  expectError("recommend --budget 4 " + q(dir), word);
+  if (!fs::exists(tmp / "base_for_refuse.safetensors"))
+    writeBase(tmp / "base_for_refuse.safetensors");
+  expectError("merge --base " + q(tmp / "base_for_refuse.safetensors") + " --adapter " + q(dir) +
+                  " --out " + q(tmp / "merged.safetensors"),
+              word, tmp / "merged.safetensors");
 }
 
 }  // namespace lora::test::cli_synthetic

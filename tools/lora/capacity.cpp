@@ -12,6 +12,7 @@
 #include "common.hpp"
 #include "lora/analysis/rank_capacity.hpp"
 #include "lora/io/plot.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
@@ -21,10 +22,15 @@ struct CapacityArgs {
   std::vector<Eigen::Index> ranks{1, 2, 4, 8, 16, 32, 64, 128, 256};  // the article's list
   bool json = false;
   std::string plot;
+  bool force = false;
 };
 
 void run(const CapacityArgs& a) {
-  if (!a.plot.empty()) io::requirePlotFile(a.plot);
+  if (!a.plot.empty()) {
+    io::requirePlotFile(a.plot);
+    checkOutputFile("capacity", "--plot", a.plot, {}, a.force);
+    checkOutputFile("capacity", "--plot's data file", a.plot + ".csv", {}, a.force);
+  }
   const analysis::RankCapacity cap = analysis::rankCapacity(a.out, a.in, a.ranks);
   if (a.json) {
     nlohmann::ordered_json j;
@@ -100,6 +106,7 @@ void addCapacity(CLI::App& app) {
   cmd->add_option("--ranks", args->ranks, "ranks to tabulate (default 1,2,4,...,256)")
       ->delimiter(',');
   cmd->add_flag("--json", args->json, "JSON on stdout instead of a table");
+  addForceFlag(cmd, args->force);
   cmd->add_option("--plot", args->plot,
                   "also draw the three curves into FILE (.png or .svg) with gnuplot; without "
                   "gnuplot, the data goes to FILE.csv");

@@ -20,6 +20,7 @@
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
 #include "lora/io/safetensors.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
@@ -30,6 +31,7 @@ constexpr std::string_view kPrefix = "base_model.model.";
 
 struct ConvertArgs {
   std::string initial, trained, out, dtype;
+  bool force = false;
 };
 
 /// The initial factors: a PEFT adapter folder, or a safetensors file whose keys are
@@ -98,6 +100,10 @@ class Initial {
 };
 
 void run(const ConvertArgs& a) {
+  std::vector<fs::path> inputs = adapterInputs(a.trained);
+  for (const fs::path& p : adapterInputs(a.initial)) inputs.push_back(p);
+  checkOutputFolder(kWhereConvertPissa, "--out", a.out,
+                    {"adapter_config.json", "adapter_model.safetensors"}, inputs, a.force);
   const PeftAdapterFile trained = PeftAdapterFile::open(a.trained);
   const AdapterConfig& cfg = trained.config();
   if (cfg.useDora) {
@@ -173,6 +179,7 @@ void addConvertPissa(CLI::App& app) {
   cmd->add_option("--trained", args->trained, "the trained PEFT adapter folder")->required();
   cmd->add_option("--out", args->out, "folder for the converted adapter")->required();
   cmd->add_option("--dtype", args->dtype, "f32, f16 or bf16 (default: the trained adapter's)");
+  addForceFlag(cmd, args->force);
   cmd->callback([args] { run(*args); });
 }
 

@@ -18,13 +18,17 @@
 #include "lora/io/peft_file.hpp"
 #include "lora/io/plot.hpp"
 #include "lora/linalg/spectrum.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct InspectArgs {
   std::string dir;
   std::string plot;
+  bool force = false;
   CommonOptions common;
 };
 
@@ -147,7 +151,13 @@ void printTable(const InspectArgs& a, const PeftAdapterFile& file,
 }
 
 void run(const CLI::App* cmd, const InspectArgs& a) {
-  if (!a.plot.empty()) io::requirePlotFile(a.plot);
+  if (!a.plot.empty()) {
+    io::requirePlotFile(a.plot);
+    // The chart, or its data (FILE.csv) where gnuplot is missing: either may be written.
+    checkOutputFile("inspect", "--plot", a.plot, adapterInputs(a.dir), a.force);
+    checkOutputFile("inspect", "--plot's data file", a.plot + ".csv", adapterInputs(a.dir),
+                    a.force);
+  }
   const unsigned threads = threadCount(cmd, a.common);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   const auto& modules = file.modules();
@@ -229,6 +239,7 @@ void addInspect(CLI::App& app) {
       "Per module of a PEFT adapter: shape, rank, alpha, scaling, and the spectrum of s·B·A "
       "(σ1, energy ranks at 0.9/0.95/0.99, entropy effective rank), computed from the factors.");
   cmd->add_option("DIR", args->dir, "PEFT adapter folder")->required();
+  addForceFlag(cmd, args->force);
   cmd->add_option("--plot", args->plot,
                   "also draw the spectra σ_i of s·B·A and their cumulative energy, with the "
                   "90/95/99% energy ranks marked, into FILE (.png or .svg) with gnuplot (at most "

@@ -18,6 +18,7 @@
 #include "lora/io/peft_file.hpp"
 #include "lora/io/safetensors.hpp"
 #include "lora/layer.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
@@ -28,6 +29,7 @@ constexpr const char* kWhereMerge = "merge";
 struct MergeArgs {
   std::string base, adapter, out, dtype;
   bool residual = false;
+  bool force = false;
   CommonOptions common;
 };
 
@@ -39,24 +41,13 @@ std::string shapeText(const std::vector<std::int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-/// Fails unless \p out can be created: its folder exists and it is not a folder itself.
-void checkOutputPath(const fs::path& out) {
-  std::error_code ec;
-  const fs::path folder = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  if (!fs::is_directory(folder, ec)) {
-    detail::fail(kWhereMerge, "expected --out in an existing folder, got '{}' (no folder '{}')",
-                 out.string(), folder.string());
-  }
-  if (fs::is_directory(out, ec)) {
-    detail::fail(kWhereMerge, "expected --out to name a file, got the folder '{}'", out.string());
-  }
-}
-
 void run(const CLI::App* cmd, const MergeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   std::optional<DType> outType;
   if (!a.dtype.empty()) outType = parseDTypeName(a.dtype, kWhereMerge);
-  checkOutputPath(a.out);
+  std::vector<fs::path> inputs = adapterInputs(a.adapter);
+  inputs.emplace_back(a.base);
+  checkOutputFile(kWhereMerge, "--out", a.out, inputs, a.force);
 
   const PeftAdapterFile file = PeftAdapterFile::open(a.adapter);
   const AdapterConfig& cfg = file.config();
@@ -152,6 +143,7 @@ void addMerge(CLI::App& app) {
   cmd->add_option("--out", args->out, "merged .safetensors to write (atomically)")->required();
   cmd->add_option("--dtype", args->dtype,
                   "f32, f16 or bf16 for every floating-point tensor (default: keep each tensor's)");
+  addForceFlag(cmd, args->force);
   cmd->add_flag("--residual", args->residual,
                 "BASE holds the residual weights of a PiSSA/OLoRA adapter (W - s·B0·A0), so the "
                 "adapter is merged as it is");

@@ -20,6 +20,7 @@
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
 #include "lora/rank/budget.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
@@ -31,6 +32,7 @@ struct RecommendArgs {
   std::string dir, rule = "exact", importance = "article", writePattern;
   long long budget = 0;
   int minRank = 1, maxRank = 0;
+  bool force = false;
   CommonOptions common;
 };
 
@@ -58,6 +60,9 @@ std::string patternJson(const std::vector<ModuleRankAlpha>& modules) {
 void run(const CLI::App* cmd, const RecommendArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   if (a.budget < 1) detail::fail(kWhereRecommend, "expected --budget >= 1, got {}", a.budget);
+  if (!a.writePattern.empty())
+    checkOutputFile(kWhereRecommend, "--write-pattern", a.writePattern, adapterInputs(a.dir),
+                    a.force);
   if (a.minRank < 1) detail::fail(kWhereRecommend, "expected --min-rank >= 1, got {}", a.minRank);
   if (cmd->count("--max-rank") && a.maxRank < 1)
     detail::fail(kWhereRecommend, "expected --max-rank >= 1, got {}", a.maxRank);
@@ -173,6 +178,7 @@ void addRecommend(CLI::App& app) {
                   "||s·B·A||_F²")
       ->check(CLI::IsMember({"article", "energy"}))
       ->capture_default_str();
+  addForceFlag(cmd, args->force);
   cmd->add_option("--write-pattern", args->writePattern,
                   "write {\"r\": R, \"rank_pattern\": {...}} to this file (atomically)");
   addCommonOptions(cmd, args->common, true);

@@ -32,6 +32,7 @@
 #include "lora/io/peft_writer.hpp"
 #include "lora/linalg/factored_svd.hpp"
 #include "lora/linalg/spectrum.hpp"
+#include "outputs.hpp"
 
 namespace lora::cli {
 namespace {
@@ -46,6 +47,7 @@ struct ResizeArgs {
   double energy = 0, svRatio = 0, svCumulative = 0, svFro = 0;
   bool knee = false;
   int minRank = 1, maxRank = 0;
+  bool force = false;
   CommonOptions common;
 };
 
@@ -173,10 +175,10 @@ struct ModuleResult {
 void run(const CLI::App* cmd, const ResizeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   const Plan plan = makePlan(cmd, a);
-  std::error_code sameEc;
-  if (fs::exists(a.outDir, sameEc) && fs::equivalent(a.outDir, a.dir, sameEc))
-    detail::fail(kWhereResize, "expected an OUT_DIR other than the adapter's own folder, got '{}'",
-                 a.outDir);
+  std::vector<fs::path> inputs = adapterInputs(a.dir);
+  if (!a.rankPattern.empty()) inputs.emplace_back(a.rankPattern);
+  checkOutputFolder(kWhereResize, "OUT_DIR", a.outDir,
+                    {"adapter_config.json", "adapter_model.safetensors"}, inputs, a.force);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   if (mutatesBase(file.config())) {
     detail::fail(kWhereResize,
@@ -374,6 +376,7 @@ void addResize(CLI::App& app) {
   rule->require_option(1);
   cmd->add_option("--min-rank", args->minRank, "lowest new rank (default 1)");
   cmd->add_option("--max-rank", args->maxRank, "highest new rank (default: no limit)");
+  addForceFlag(cmd, args->force);
   cmd->add_option("--dtype", args->dtype,
                   "f32, f16 or bf16 for the new factors (default: as read)");
   addCommonOptions(cmd, args->common, true);

@@ -11,7 +11,8 @@
 namespace lora::detail {
 
 /// \brief An atomic write: a temporary file created exclusively in the target's folder, written,
-/// then flushed, synced to disk, closed and renamed over the target by commit(). Destroyed
+/// then flushed, synced to disk, closed and renamed over the target by commit(), which then syncs
+/// the folder too (the rename itself is on disk when commit() returns). Destroyed
 /// without commit() (an exception on the way), it closes and removes the temporary file, so an
 /// earlier file at the target is left as it was and no partial file is left behind. Every
 /// failure throws lora::Error that names \p where, the file and the system's reason.
@@ -32,6 +33,8 @@ class AtomicFile {
   bool m_committed = false;
 };
 
+/// fsync of a folder, after a rename into it (where names the caller in errors).
+void syncFolder(const std::filesystem::path& folder, std::string_view where);
 /// The system's text for errno value \p err.
 std::string errnoText(int err);
 /// A tag no other writer (thread or process) picks at the same time, for temporary names.

@@ -1,11 +1,11 @@
 #pragma once
 /// \file atomic_file.hpp
-/// \brief Writing a text file atomically: a temporary file in the same folder, written, flushed
-/// and closed, then renamed over the target. A failed write leaves an existing file untouched and
-/// removes the temporary file.
-///
-/// The function keeps its namespace, lora::train, where its first user (the monitor) is. The
-/// adapter writers use another writer, lora::detail::AtomicFile (lora/detail/atomic_file.hpp).
+/// \brief Writing a text file atomically and durably, as every file LoRA++ writes: a temporary
+/// file created exclusively in the same folder, written, flushed, synced to disk and closed
+/// (each step checked), renamed over the target, and the folder synced. A failed write leaves an
+/// existing file untouched and removes the temporary file. (The same writer as the adapters',
+/// lora::detail::AtomicFile; the function keeps its namespace, lora::train, where its first user,
+/// the monitor, is.)
 ///
 /// \code
 /// lora::train::writeFileAtomically("history.csv", csvText, "Monitor::writeCsv");

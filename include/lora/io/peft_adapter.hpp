@@ -98,7 +98,7 @@ template <typename Scalar>
 const Layer<Scalar>& PeftAdapter<Scalar>::layer(std::string_view module) const {
   auto it = find(module);
   if (it == m_modules.end())
-    detail::fail("PeftAdapter::layer", "a module of this adapter, got '{}'", module);
+    detail::fail("PeftAdapter::layer", "expected a module of this adapter, got '{}'", module);
   return it->second;
 }
 

@@ -24,6 +24,11 @@
 /// throw, instead of applying moments that belong to other coordinates. resetState(layer)
 /// accepts the layer as it is with fresh state.
 ///
+/// **DoRA.** A DoRA layer's magnitude m is trained too, at A's learning rate, from
+/// Layer::gradMagnitude(), and counts in the global gradient norm (as PEFT's
+/// `lora_magnitude_vector` is one more parameter of the model). Its moments (out entries, one
+/// step count) are not touched by a resize: m keeps its coordinates.
+///
 /// The optimizer holds pointers: the layers must outlive it and must not move (keep them in a
 /// container that does not reallocate, e.g. std::deque or a reserved std::vector).
 ///
@@ -83,9 +88,11 @@ struct StepReport {
 template <typename Scalar>
 struct LayerState {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  Matrix firstA, secondA;  ///< r x in (empty when the rule keeps none)
-  Matrix firstB, secondB;  ///< out x r (empty when the rule keeps none)
-  StepCounts steps;        ///< per rank direction
+  Matrix firstA, secondA;                  ///< r x in (empty when the rule keeps none)
+  Matrix firstB, secondB;                  ///< out x r (empty when the rule keeps none)
+  StepCounts steps;                        ///< per rank direction
+  Matrix firstMagnitude, secondMagnitude;  ///< 1 x out for a DoRA layer (else empty)
+  std::int64_t magnitudeSteps = 0;         ///< steps the magnitude took
 };
 
 /// \brief Trains the A and B factors of registered LoRA layers with update rule \p Rule
@@ -155,6 +162,8 @@ class Optimizer {
     std::string name;
     Moments<Scalar> a;  ///< A's state, r x in
     Moments<Scalar> b;  ///< Bᵀ's state, r x out
+    Moments<Scalar> m;  ///< the DoRA magnitude's state, 1 x out (empty without DoRA)
+    StepCounts mSteps;  ///< {steps of the magnitude} (empty without DoRA)
     StepCounts steps;
     Index rank = 0;
     std::uint64_t fingerprint = 0;
@@ -271,6 +280,9 @@ const {
   s.firstB = e.b.first.transpose();
   s.secondB = e.b.second.transpose();
   s.steps = e.steps;
+  s.firstMagnitude = e.m.first;
+  s.secondMagnitude = e.m.second;
+  s.magnitudeSteps = e.mSteps.empty() ? 0 : e.mSteps.front();
   return s;
 }
 
@@ -293,15 +305,17 @@ requires UpdateRule<Rule, Scalar> std::uint64_t Optimizer<Scalar, Rule>::fingerp
     h ^= word;
     h *= 1099511628211ULL;
   };
-  for (const Matrix* m : {&layer.A(), &layer.B()}) {
-    mix(static_cast<std::uint64_t>(m->rows()));
-    mix(static_cast<std::uint64_t>(m->cols()));
-    for (Index i = 0; i < m->size(); ++i) {
+  const auto mixAll = [&mix](const Scalar* data, Index rows, Index cols) {
+    mix(static_cast<std::uint64_t>(rows));
+    mix(static_cast<std::uint64_t>(cols));
+    for (Index i = 0; i < rows * cols; ++i) {
       std::conditional_t<sizeof(Scalar) == 8, std::uint64_t, std::uint32_t> bits;
-      std::memcpy(&bits, m->data() + i, sizeof(Scalar));
+      std::memcpy(&bits, data + i, sizeof(Scalar));
       mix(bits);
     }
-  }
+  };
+  for (const Matrix* m : {&layer.A(), &layer.B()}) mixAll(m->data(), m->rows(), m->cols());
+  mixAll(layer.magnitude().data(), layer.magnitude().size(), 1);
   return h;
 }
 
@@ -311,6 +325,13 @@ void Optimizer<Scalar, Rule>::fresh(Entry& e) const {
   const LayerType& l = *e.layer;
   m_rule.initialize(e.a, l.rank(), l.inFeatures());
   m_rule.initialize(e.b, l.rank(), l.outFeatures());
+  if (l.isDora()) {
+    m_rule.initialize(e.m, 1, l.outFeatures());
+    e.mSteps.assign(1, 0);
+  } else {
+    e.m = {};
+    e.mSteps.clear();
+  }
   e.steps.assign(static_cast<std::size_t>(l.rank()), 0);
   e.rank = l.rank();
   e.fingerprint = fingerprint(l);
@@ -351,10 +372,10 @@ void Optimizer<Scalar, Rule>::checkInSync(const char* where, const Entry& e) con
   if (fingerprint(l) != e.fingerprint)
     detail::fail(where,
                  "expected the factors of layer '{}' as the optimizer left them, got factors "
-                 "changed behind its back (resize, keepDirections, setFactors or "
-                 "updateFactors): its moments would point at the wrong coordinates (use "
-                 "Optimizer::resize/keepDirections, carryState(layer, report) or "
-                 "resetState(layer))",
+                 "changed behind its back (resize, keepDirections, setFactors, updateFactors, "
+                 "setMagnitude or DoRA turned on or off): its moments would point at the wrong "
+                 "coordinates (use Optimizer::resize/keepDirections, carryState(layer, report) "
+                 "or resetState(layer))",
                  e.name);
 }
 
@@ -385,13 +406,14 @@ requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::stepImpl()
   for (const Entry& e : m_entries) {
     checkInSync(where, e);
     const LayerType& l = *e.layer;
-    if (!l.gradA().allFinite() || !l.gradB().allFinite())
+    if (!l.gradA().allFinite() || !l.gradB().allFinite() || !l.gradMagnitude().allFinite())
       detail::fail(where,
                    "expected finite gradients, got NaN or Inf in layer '{}' (step refused: "
                    "parameters and state unchanged)",
                    e.name);
     norm = std::hypot(norm, std::hypot(static_cast<double>(l.gradA().stableNorm()),
                                        static_cast<double>(l.gradB().stableNorm())));
+    norm = std::hypot(norm, static_cast<double>(l.gradMagnitude().stableNorm()));
   }
   if (!std::isfinite(norm))
     detail::fail(where,
@@ -406,14 +428,14 @@ requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::stepImpl()
   report.learningRateB = report.learningRateA * m_options.loraPlusRatio;
 
   struct Pending {
-    Matrix A, Bt;
-    Moments<Scalar> a, b;
+    Matrix A, Bt, M;  // M: the DoRA magnitude as 1 x out (empty without DoRA)
+    Moments<Scalar> a, b, m;
   };
   std::vector<Pending> pending;
   pending.reserve(m_entries.size());
   for (const Entry& e : m_entries) {
     const LayerType& l = *e.layer;
-    Pending p{l.A(), l.B().transpose(), e.a, e.b};
+    Pending p{l.A(), l.B().transpose(), l.magnitude().transpose(), e.a, e.b, e.m};
     Matrix gA = l.gradA();
     Matrix gBt = l.gradB().transpose();
     if (report.clipCoefficient < 1) {
@@ -422,7 +444,13 @@ requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::stepImpl()
     }
     m_rule.update(p.A, gA, p.a, e.steps, report.learningRateA);
     m_rule.update(p.Bt, gBt, p.b, e.steps, report.learningRateB);
-    if (!p.A.allFinite() || !p.Bt.allFinite() || !finite(p.a) || !finite(p.b))
+    if (l.isDora()) {
+      Matrix gM = l.gradMagnitude().transpose();
+      if (report.clipCoefficient < 1) gM *= static_cast<Scalar>(report.clipCoefficient);
+      m_rule.update(p.M, gM, p.m, e.mSteps, report.learningRateA);
+    }
+    if (!p.A.allFinite() || !p.Bt.allFinite() || !p.M.allFinite() || !finite(p.a) || !finite(p.b) ||
+        !finite(p.m))
       detail::fail(where,
                    "expected a finite update, got NaN or Inf in layer '{}' (step refused: "
                    "parameters and state unchanged)",
@@ -433,9 +461,12 @@ requires UpdateRule<Rule, Scalar> StepReport Optimizer<Scalar, Rule>::stepImpl()
     Entry& e = m_entries[i];
     Pending& p = pending[i];
     e.layer->setFactors(p.A, p.Bt.transpose());
+    if (e.layer->isDora()) e.layer->setMagnitude(p.M.transpose());
     e.a = std::move(p.a);
     e.b = std::move(p.b);
+    e.m = std::move(p.m);
     for (auto& t : e.steps) ++t;
+    for (auto& t : e.mSteps) ++t;
     e.fingerprint = fingerprint(*e.layer);
   }
   report.step = ++m_steps;
