@@ -377,6 +377,9 @@ class Layer {
   Matrix adapterForwardCompiled(const ConstRef& X) const;
   void backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode);
   void backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX, GradMode mode);
+  /// DoRA's gradients (see backward()), the norm detached; compiled once in liblorapp.
+  void doraGradients(const char* where, const ConstRef& X, const ConstRef& dY, GradMode mode,
+                     Matrix& G, Matrix* dYc);
 
   template <typename DerivedX, typename DerivedY>
   void forwardImpl(const Eigen::MatrixBase<DerivedX>& X,
@@ -513,22 +516,8 @@ class Layer {
       factorGradients(where, X, dY, mode, G, nullptr);
       return;
     }
-    // DoRA, the norm detached (Liu et al. 2024, DoRA §4.3; PEFT lora/dora.py).
-    const Vector n = m_bind.weight.visit([&](const auto& W) { return rowNormsOfSum(W); });
-    const Vector c = m_magnitude.cwiseQuotient(n);
-    if (!c.allFinite())
-      detail::fail(where,
-                   "expected a finite DoRA scale m / ||W + sBA|| in every row, got NaN or Inf (a "
-                   "zero row, or a magnitude that overflows against the row's norm)");
-    Matrix Z;  // z = x W^T + s (x A^T) B^T, N x out
-    m_bind.weight.visit([&](const auto& W) { Z.noalias() = X * W.transpose(); });
-    const Matrix T = scaledProjection(X);
-    Z.noalias() += T * m_B.transpose();
-    Vector gm = dY.cwiseProduct(Z).colwise().sum().transpose();
-    gm = gm.cwiseQuotient(n);
-    Matrix Gc = dY * c.asDiagonal();
-    factorGradients(where, X, Gc, mode, G, &gm);
-    if (dYc != nullptr) *dYc = std::move(Gc);
+    // DoRA layers are rare: one compiled path for every input layout (X and dY as Refs).
+    doraGradients(where, X, dY, mode, G, dYc);
   }
 
   template <typename DerivedX, typename DerivedG>
@@ -1018,6 +1007,27 @@ template <typename Scalar_>
 void Layer<Scalar_>::backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX,
                                            GradMode mode) {
   backwardInputImpl(X, dY, dX, mode);
+}
+
+// DoRA, the norm detached (Liu et al. 2024, DoRA §4.3; PEFT lora/dora.py).
+template <typename Scalar_>
+void Layer<Scalar_>::doraGradients(const char* where, const ConstRef& X, const ConstRef& dY,
+                                   GradMode mode, Matrix& G, Matrix* dYc) {
+  const Vector n = m_bind.weight.visit([&](const auto& W) { return rowNormsOfSum(W); });
+  const Vector c = m_magnitude.cwiseQuotient(n);
+  if (!c.allFinite())
+    detail::fail(where,
+                 "expected a finite DoRA scale m / ||W + sBA|| in every row, got NaN or Inf (a "
+                 "zero row, or a magnitude that overflows against the row's norm)");
+  Matrix Z;  // z = x W^T + s (x A^T) B^T, N x out
+  m_bind.weight.visit([&](const auto& W) { Z.noalias() = X * W.transpose(); });
+  const Matrix T = scaledProjection(X);
+  Z.noalias() += T * m_B.transpose();
+  Vector gm = dY.cwiseProduct(Z).colwise().sum().transpose();
+  gm = gm.cwiseQuotient(n);
+  Matrix Gc = dY * c.asDiagonal();
+  factorGradients(where, X, Gc, mode, G, &gm);
+  if (dYc != nullptr) *dYc = std::move(Gc);
 }
 
 // Compiled once in liblorapp (src/layer.cpp): a translation unit that uses Layer<float> or
