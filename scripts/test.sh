@@ -18,8 +18,13 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # -g. Examples and benchmarks are not built here: their smoke tests run in the Release build.
 # The Release build uses LAPACK for the symmetric eigensolver, this one Eigen's own (LORA_LAPACK=OFF):
 # the whole suite runs against both.
+# UBSan's alignment check is left out: it instruments every typed load and store of the inlined
+# Eigen code (a quarter of this build's compile time: src/layer.cpp 120 s with it, 87 s without),
+# and the misaligned typed access it finds cannot happen here (the readers copy bytes with memcpy;
+# nothing casts a byte pointer to a wider type). Every other UBSan check stays, and ASan sees
+# every access.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
-  -DLORA_SANITIZE=address,undefined -DLORA_LAPACK=OFF -DLORA_BUILD_BENCHMARKS=OFF -DLORA_BUILD_EXAMPLES=OFF >/dev/null
+  -DLORA_SANITIZE=address,undefined -DLORA_NO_SANITIZE=alignment -DLORA_LAPACK=OFF -DLORA_BUILD_BENCHMARKS=OFF -DLORA_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

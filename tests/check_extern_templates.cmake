@@ -2,7 +2,8 @@
 # The explicit instantiations that liblorapp compiles once must not be compiled again in a
 # translation unit that uses them: each object below must reference (as undefined symbols) the
 # heavy members it calls and define none of them. Fails, naming the symbols, otherwise.
-set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merge|unmerge|spectrum|forwardCompiled|backwardCompiled|backwardInputCompiled)"
+set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merge|unmerge|spectrum|forwardView|adapterForwardView|backwardView|backwardInputView|gradients)"
+          "lora::init::EvaCollector<(float|double)>::updateBatch"
           "lora::linalg::FactoredSVD<(float|double)>::computeFromFactors"
           "lora::linalg::PartialSVD<(float|double)>::computeStored"
           "lora::detail::randomizedSVDStored<(float|double)>"
@@ -31,8 +32,9 @@ foreach(object IN LISTS OBJECTS)
   string(REPLACE "\n" ";" used "${used}")
   list(APPEND referenced ${used})
 endforeach()
-# Without references the check above would prove nothing: the objects must call into all five.
-foreach(family "Layer<" "FactoredSVD<" "PartialSVD<" "randomizedSVDStored<" "::initialize<")
+# Without references the check above would prove nothing: the objects must call into all six.
+foreach(family "Layer<" "FactoredSVD<" "PartialSVD<" "randomizedSVDStored<" "::initialize<"
+               "EvaCollector<")
   string(FIND "${referenced}" "${family}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "check_extern_templates: expected the objects to reference ${family}..., "

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "lora/base_weight.hpp"
 #include "lora/detail/aliasing.hpp"
 #include "lora/detail/base_binding.hpp"
+#include "lora/detail/matrix_view.hpp"
 #include "lora/error.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/init/peft_default.hpp"
@@ -128,9 +130,9 @@ class Layer {
     refuseOutputOverState("Layer::forward", Yout);
     if (detail::mayAlias(X, Yout)) {
       const Matrix Xc = X;
-      forwardDispatch(Xc, Yout);
+      forwardInto(Xc, Yout);
     } else {
-      forwardDispatch(X, Yout);
+      forwardInto(X, Yout);
     }
   }
   /// \copydoc forward(const Eigen::MatrixBase<DerivedX>&, const Eigen::MatrixBase<DerivedY>&) const
@@ -144,11 +146,8 @@ class Layer {
   /// The adapter's own contribution s (X A^T) B^T (no base needed; not DoRA-scaled).
   template <typename DerivedX>
   Matrix adapterForward(const Eigen::MatrixBase<DerivedX>& X) const {
-    if constexpr (compiledInput<DerivedX>()) {
-      return adapterForwardCompiled(X);
-    } else {
-      return adapterForwardImpl(X);
-    }
+    checkInput("Layer::adapterForward", X.rows(), X.cols());
+    return withInputView(X, [&](const ConstView& x) { return adapterForwardView(x); });
   }
 
   /// Gradients of the loss with respect to A and B from the batch X (N x in) and dL/dY (N x out):
@@ -171,12 +170,10 @@ class Layer {
       const Matrix Gc = dY;
       return backward(X, Gc, mode);
     }
-    if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>()) {
-      backwardCompiled(X, dY, mode);
-    } else {
-      Matrix G;
-      backwardImpl("Layer::backward", X, dY, mode, G);
-    }
+    checkBackward("Layer::backward", X.rows(), X.cols(), dY.rows(), dY.cols());
+    withInputView(X, [&](const ConstView& x) {
+      withInputView(dY, [&](const ConstView& g) { backwardView(x, g, mode); });
+    });
   }
 
   /// As backward(X, dY, mode), and also writes dL/dX = dY W + s (dY B) A (N x in) into \p dX
@@ -196,11 +193,15 @@ class Layer {
       const Matrix Gc = dY;
       return backward(X, Gc, dXout, mode);
     }
-    if constexpr (compiledInput<DerivedX>() && compiledInput<DerivedG>() &&
-                  std::is_same_v<DerivedDX, Matrix>)
-      backwardInputCompiled(X, dY, const_cast<Matrix&>(dXout.derived()), mode);
-    else
-      backwardInputImpl(X, dY, dXout, mode);
+    constexpr const char* where = "Layer::backward";
+    requireBase(where);
+    checkBackward(where, X.rows(), X.cols(), dY.rows(), dY.cols());
+    DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
+    withInputView(X, [&](const ConstView& x) {
+      withInputView(dY, [&](const ConstView& g) {
+        writeThrough(dX, [&](OutMap out) { backwardInputView(x, g, out, mode); });
+      });
+    });
   }
 
   const Matrix& gradA() const noexcept { return m_gradA; }
@@ -330,23 +331,47 @@ class Layer {
 
   Scalar scalingScalar() const noexcept { return static_cast<Scalar>(scaling()); }
 
-  // Batches in column-major storage of this Scalar (Matrix, Map, Block, Ref; other column-major
-  // expressions are evaluated once into the Ref) and plain Matrix outputs take the compiled
-  // entry points below, instantiated once in liblorapp (src/layer.cpp); other layouts
-  // instantiate the *Impl templates in the caller's translation unit. Same arithmetic either way.
+  // Every batch is handed to the compiled members below (instantiated once in liblorapp,
+  // src/layer.cpp) as a view of its storage: column-major or row-major, with an outer stride
+  // (Matrix, Map, Block, Ref, Transpose of those). A batch without such storage (an expression, an
+  // inner stride) is evaluated once into a Matrix first. An output that is not column-major with
+  // unit inner stride is computed into a Matrix and copied. So a caller's translation unit
+  // instantiates only these thin wrappers, whatever the types it passes.
+  using ConstView = detail::ConstMatrixView<Scalar>;
   using ConstRef = Eigen::Ref<const Matrix>;
-  template <typename Derived>
-  static constexpr bool compiledInput() {
-    return std::is_same_v<typename Derived::Scalar, Scalar> &&
-           (Derived::Flags & Eigen::RowMajorBit) == 0;
+  using OutMap = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
+
+  template <typename Derived, typename F>
+  static decltype(auto) withInputView(const Eigen::MatrixBase<Derived>& M, F&& f) {
+    static_assert(std::is_same_v<typename Derived::Scalar, Scalar>,
+                  "lora::Layer: the batch's Scalar must be the layer's Scalar");
+    if constexpr ((Derived::Flags & Eigen::DirectAccessBit) != 0) {
+      if (const std::optional<ConstView> view = detail::viewOf(M)) return f(*view);
+    }
+    const Matrix copy = M;
+    return f(*detail::viewOf(copy));
+  }
+  template <typename Derived, typename F>
+  static void writeThrough(Derived& out, F&& f) {
+    if (std::optional<OutMap> map = detail::columnMajorMapOf(out)) {
+      f(*map);
+    } else {
+      Matrix tmp(out.rows(), out.cols());
+      f(OutMap(tmp.data(), tmp.rows(), tmp.cols(), Eigen::OuterStride<>(tmp.rows())));
+      out = tmp;
+    }
   }
   template <typename DerivedX, typename DerivedY>
-  void forwardDispatch(const Eigen::MatrixBase<DerivedX>& X,
-                       const Eigen::MatrixBase<DerivedY>& Yout) const {
-    if constexpr (compiledInput<DerivedX>() && std::is_same_v<DerivedY, Matrix>)
-      forwardCompiled(X, const_cast<Matrix&>(Yout.derived()));
-    else
-      forwardImpl(X, Yout);
+  void forwardInto(const Eigen::MatrixBase<DerivedX>& X,
+                   const Eigen::MatrixBase<DerivedY>& Yout) const {
+    static_assert((DerivedY::Flags & Eigen::LvalueBit) != 0,
+                  "lora::Layer::forward: the output must be writable");
+    constexpr const char* where = "Layer::forward";
+    requireBase(where);
+    checkInput(where, X.rows(), X.cols());
+    DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
+    withInputView(
+        X, [&](const ConstView& x) { writeThrough(Y, [&](OutMap out) { forwardView(x, out); }); });
   }
   /// Whether \p M shares memory with gradA() or gradB(), which backward writes.
   template <typename Derived>
@@ -362,81 +387,21 @@ class Layer {
   /// writes, and they would be lost.
   template <typename Derived>
   void refuseOutputOverState(const char* where, const Eigen::MatrixBase<Derived>& out) const {
-    if constexpr (detail::kDirectAccess<Derived>) {
-      const detail::ByteRange r = detail::byteRange(out);
-      const bool weight = m_bind.weight.byteRange().intersects(r);
-      if (weight || r.intersects(detail::byteRange(m_A)) || r.intersects(detail::byteRange(m_B)) ||
-          r.intersects(detail::byteRange(m_gradA)) || r.intersects(detail::byteRange(m_gradB)))
-        detail::fail(where,
-                     "expected an output that shares no memory with the layer's {}, got one that "
-                     "does",
-                     weight ? "bound base weight" : "factors or gradients");
-    }
+    if constexpr (detail::kDirectAccess<Derived>) refuseOutputOver(where, detail::byteRange(out));
   }
-  void forwardCompiled(const ConstRef& X, Matrix& Y) const;
-  Matrix adapterForwardCompiled(const ConstRef& X) const;
-  void backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode);
-  void backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX, GradMode mode);
-  /// DoRA's gradients (see backward()), the norm detached; compiled once in liblorapp.
+  void refuseOutputOver(const char* where, const detail::ByteRange& out) const;
+
+  void forwardView(const ConstView& X, OutMap Y) const;
+  Matrix adapterForwardView(const ConstView& X) const;
+  void backwardView(const ConstView& X, const ConstView& dY, GradMode mode);
+  void backwardInputView(const ConstView& X, const ConstView& dY, OutMap dX, GradMode mode);
+  /// The gradients into gradA()/gradB() (and gradMagnitude() for DoRA); \p G gets (dY' B), with
+  /// dY' the gradient the factors see (dY, or dY ⊙ c for DoRA, then also written to \p dYc).
+  void gradients(const char* where, const ConstView& X, const ConstView& dY, GradMode mode,
+                 Matrix& G, Matrix* dYc);
+  /// DoRA's gradients (see backward()), the norm detached.
   void doraGradients(const char* where, const ConstRef& X, const ConstRef& dY, GradMode mode,
                      Matrix& G, Matrix* dYc);
-
-  template <typename DerivedX, typename DerivedY>
-  void forwardImpl(const Eigen::MatrixBase<DerivedX>& X,
-                   const Eigen::MatrixBase<DerivedY>& Yout) const {
-    constexpr const char* where = "Layer::forward";
-    requireBase(where);
-    checkInput(where, X);
-    DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
-    m_bind.weight.visit([&](const auto& W) {
-      Y.noalias() = X * W.transpose();
-      if (!m_bind.merged) {
-        const Matrix T = scaledProjection(X);
-        Y.noalias() += T * m_B.transpose();
-        if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
-      }
-    });
-    addBias(Y);
-  }
-
-  template <typename DerivedX>
-  Matrix adapterForwardImpl(const Eigen::MatrixBase<DerivedX>& X) const {
-    checkInput("Layer::adapterForward", X);
-    const Matrix T = scaledProjection(X);
-    return T * m_B.transpose();
-  }
-
-  template <typename DerivedX, typename DerivedG, typename DerivedDX>
-  void backwardInputImpl(const Eigen::MatrixBase<DerivedX>& X,
-                         const Eigen::MatrixBase<DerivedG>& dY,
-                         const Eigen::MatrixBase<DerivedDX>& dXout, GradMode mode) {
-    constexpr const char* where = "Layer::backward";
-    requireBase(where);
-    checkBackward(where, X, dY);
-    DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
-    Matrix G;   // dY' B, shared by dA and dX
-    Matrix Gc;  // DoRA: dY ⊙ c, what W and the factors see
-    backwardImpl(where, X, dY, mode, G, &Gc);
-    m_bind.weight.visit([&](const auto& W) {
-      if (isDora())
-        dX.noalias() = Gc * W;
-      else
-        dX.noalias() = dY * W;
-    });
-    if (!m_bind.merged) {
-      G *= scalingScalar();
-      dX.noalias() += G * m_A;
-    }
-  }
-
-  /// s (X A^T), N x r. The product is evaluated first and scaled in place (see backwardImpl).
-  template <typename DerivedX>
-  Matrix scaledProjection(const Eigen::MatrixBase<DerivedX>& X) const {
-    Matrix T;
-    T.noalias() = X * m_A.transpose();
-    T *= scalingScalar();
-    return T;
-  }
 
   init::Request<Scalar> request(Index rank, double alpha) const;
 
@@ -459,33 +424,10 @@ class Layer {
   static void checkFinite(const char* where, const Matrix& A, const Matrix& B);
   void requireBase(const char* where) const;
   void requireWritableBase(const char* where) const;
-  template <typename DerivedX>
-  void checkInput(const char* where, const Eigen::MatrixBase<DerivedX>& X) const {
-    if (X.cols() != m_in)
-      detail::fail(where, "expected X with {} columns (N x in), got {}x{}", m_in, X.rows(),
-                   X.cols());
-  }
-  template <typename DerivedX, typename DerivedG>
-  void checkGradOutput(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                       const Eigen::MatrixBase<DerivedG>& dY) const {
-    if (dY.rows() != X.rows() || dY.cols() != m_out)
-      detail::fail(where, "expected dY of {}x{} (N x out), got {}x{}", X.rows(), m_out, dY.rows(),
-                   dY.cols());
-  }
-
-  template <typename DerivedX, typename DerivedG>
-  void checkBackward(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                     const Eigen::MatrixBase<DerivedG>& dY) const {
-    checkInput(where, X);
-    checkGradOutput(where, X, dY);
-    if (isDora()) {
-      requireBase(where);  // z and the norm of W + sBA need W
-      if (m_bind.merged)
-        detail::fail(where,
-                     "expected an unmerged DoRA layer (the norm of W + sBA is taken on the "
-                     "unmerged weight), got a merged one");
-    }
-  }
+  /// X must be N x in.
+  void checkInput(const char* where, Index rows, Index cols) const;
+  /// X (N x in) and dY (N x out); a DoRA layer also needs its base, unmerged.
+  void checkBackward(const char* where, Index xRows, Index xCols, Index gRows, Index gCols) const;
 
   template <typename Derived>
   static Derived& prepareOutput(const char* where, const Eigen::MatrixBase<Derived>& out,
@@ -500,52 +442,9 @@ class Layer {
     }
   }
 
-  template <typename DerivedY>
-  void addBias(DerivedY& Y) const {
-    if (!m_bind.bias.empty()) Y.rowwise() += m_bind.bias.map().transpose();
-  }
-
-  /// The gradients into gradA()/gradB() (and gradMagnitude() for DoRA); \p G gets (dY' B), with
-  /// dY' the gradient the factors see (dY, or dY ⊙ c for DoRA, then also written to \p dYc).
-  template <typename DerivedX, typename DerivedG>
-  void backwardImpl(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                    const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G,
-                    Matrix* dYc = nullptr) {
-    checkBackward(where, X, dY);
-    if (!isDora()) {
-      factorGradients(where, X, dY, mode, G, nullptr);
-      return;
-    }
-    // DoRA layers are rare: one compiled path for every input layout (X and dY as Refs).
-    doraGradients(where, X, dY, mode, G, dYc);
-  }
-
   template <typename DerivedX, typename DerivedG>
   void factorGradients(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                       const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G,
-                       Vector* gm) {
-    const Scalar s = scalingScalar();
-    const Matrix T = X * m_A.transpose();  // N x r
-    G.noalias() = dY * m_B;                // N x r
-    // Products are evaluated first and scaled in place: Eigen 3.4 cannot fold a scalar into a
-    // product whose operand is a constant expression (e.g. X = MatrixXf::Ones(...)).
-    Matrix gB;
-    gB.noalias() = dY.transpose() * T;
-    gB *= s;
-    Matrix gA;
-    gA.noalias() = G.transpose() * X;
-    gA *= s;
-    if (mode == GradMode::Accumulate) {
-      gA += m_gradA;
-      gB += m_gradB;
-      if (gm != nullptr) *gm += m_gradMagnitude;
-    }
-    if (!gA.allFinite() || !gB.allFinite() || (gm != nullptr && !gm->allFinite()))
-      detail::fail(where, "expected finite gradients, got NaN or Inf (check X and dY)");
-    m_gradA.swap(gA);
-    m_gradB.swap(gB);
-    if (gm != nullptr) m_gradMagnitude.swap(*gm);
-  }
+                       const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G, Vector* gm);
 
   /// True when |W| + |s B A| stays finite for sure: max|W| + max_i ||sB_i|| max_j ||A_j|| < max.
   template <typename DerivedW>
@@ -988,25 +887,135 @@ typename Layer<Scalar_>::Matrix Layer<Scalar_>::growRows(Index rank, Index count
 }
 
 template <typename Scalar_>
-void Layer<Scalar_>::forwardCompiled(const ConstRef& X, Matrix& Y) const {
-  forwardImpl(X, Y);
+void Layer<Scalar_>::checkInput(const char* where, Index rows, Index cols) const {
+  if (cols != m_in)
+    detail::fail(where, "expected X with {} columns (N x in), got {}x{}", m_in, rows, cols);
 }
 
 template <typename Scalar_>
-typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardCompiled(const ConstRef& X) const {
-  return adapterForwardImpl(X);
+void Layer<Scalar_>::checkBackward(const char* where, Index xRows, Index xCols, Index gRows,
+                                   Index gCols) const {
+  checkInput(where, xRows, xCols);
+  if (gRows != xRows || gCols != m_out)
+    detail::fail(where, "expected dY of {}x{} (N x out), got {}x{}", xRows, m_out, gRows, gCols);
+  if (isDora()) {
+    requireBase(where);  // z and the norm of W + sBA need W
+    if (m_bind.merged)
+      detail::fail(where,
+                   "expected an unmerged DoRA layer (the norm of W + sBA is taken on the "
+                   "unmerged weight), got a merged one");
+  }
 }
 
 template <typename Scalar_>
-void Layer<Scalar_>::backwardCompiled(const ConstRef& X, const ConstRef& dY, GradMode mode) {
+void Layer<Scalar_>::refuseOutputOver(const char* where, const detail::ByteRange& out) const {
+  const bool weight = m_bind.weight.byteRange().intersects(out);
+  if (weight || out.intersects(detail::byteRange(m_A)) || out.intersects(detail::byteRange(m_B)) ||
+      out.intersects(detail::byteRange(m_gradA)) || out.intersects(detail::byteRange(m_gradB)))
+    detail::fail(where,
+                 "expected an output that shares no memory with the layer's {}, got one that does",
+                 weight ? "bound base weight" : "factors or gradients");
+}
+
+// Y = X W^T + s (X A^T) B^T (+ DoRA's column scale) + b; merged: Y = X W^T + b.
+template <typename Scalar_>
+void Layer<Scalar_>::forwardView(const ConstView& Xv, OutMap Y) const {
+  Xv.visit([&](const auto& X) {
+    m_bind.weight.visit([&](const auto& W) { Y.noalias() = X * W.transpose(); });
+    if (!m_bind.merged) {
+      // The product is evaluated first and scaled in place (see factorGradients).
+      Matrix T;
+      T.noalias() = X * m_A.transpose();
+      T *= scalingScalar();
+      Y.noalias() += T * m_B.transpose();
+      if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
+    }
+  });
+  if (!m_bind.bias.empty()) Y.rowwise() += m_bind.bias.map().transpose();
+}
+
+template <typename Scalar_>
+typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardView(const ConstView& Xv) const {
+  return Xv.visit([&](const auto& X) {
+    Matrix T;
+    T.noalias() = X * m_A.transpose();
+    T *= scalingScalar();
+    return Matrix(T * m_B.transpose());
+  });
+}
+
+template <typename Scalar_>
+void Layer<Scalar_>::backwardView(const ConstView& X, const ConstView& dY, GradMode mode) {
   Matrix G;
-  backwardImpl("Layer::backward", X, dY, mode, G);
+  gradients("Layer::backward", X, dY, mode, G, nullptr);
+}
+
+// dX = dY W + s (dY B) A (DoRA: dY ⊙ c in place of dY); merged: dX = dY W.
+template <typename Scalar_>
+void Layer<Scalar_>::backwardInputView(const ConstView& X, const ConstView& dYv, OutMap dX,
+                                       GradMode mode) {
+  Matrix G;   // dY' B, shared by dA and dX
+  Matrix Gc;  // DoRA: dY ⊙ c, what W and the factors see
+  gradients("Layer::backward", X, dYv, mode, G, &Gc);
+  m_bind.weight.visit([&](const auto& W) {
+    if (isDora())
+      dX.noalias() = Gc * W;
+    else
+      dYv.visit([&](const auto& dY) { dX.noalias() = dY * W; });
+  });
+  if (!m_bind.merged) {
+    G *= scalingScalar();
+    dX.noalias() += G * m_A;
+  }
 }
 
 template <typename Scalar_>
-void Layer<Scalar_>::backwardInputCompiled(const ConstRef& X, const ConstRef& dY, Matrix& dX,
-                                           GradMode mode) {
-  backwardInputImpl(X, dY, dX, mode);
+void Layer<Scalar_>::gradients(const char* where, const ConstView& Xv, const ConstView& dYv,
+                               GradMode mode, Matrix& G, Matrix* dYc) {
+  if (!isDora()) {
+    Xv.visit([&](const auto& X) {
+      dYv.visit([&](const auto& dY) { factorGradients(where, X, dY, mode, G, nullptr); });
+    });
+    return;
+  }
+  // DoRA layers are rare: one path, for column-major X and dY (a row-major batch is copied).
+  const auto columnMajor = [](const ConstView& v, Matrix& copy) {
+    if (v.rowMajor) copy = v.visit([](const auto& M) { return Matrix(M); });
+    return v.rowMajor ? ConstView{copy.data(), copy.rows(), copy.cols(),
+                                  std::max<Index>(copy.rows(), 1), false}
+                      : v;
+  };
+  Matrix xCopy, gCopy;
+  const ConstView x = columnMajor(Xv, xCopy), g = columnMajor(dYv, gCopy);
+  doraGradients(where, ConstRef(x.colMap()), ConstRef(g.colMap()), mode, G, dYc);
+}
+
+template <typename Scalar_>
+template <typename DerivedX, typename DerivedG>
+void Layer<Scalar_>::factorGradients(const char* where, const Eigen::MatrixBase<DerivedX>& X,
+                                     const Eigen::MatrixBase<DerivedG>& dY, GradMode mode,
+                                     Matrix& G, Vector* gm) {
+  const Scalar s = scalingScalar();
+  const Matrix T = X * m_A.transpose();  // N x r
+  G.noalias() = dY * m_B;                // N x r
+  // Products are evaluated first and scaled in place: Eigen 3.4 cannot fold a scalar into a
+  // product whose operand is a constant expression (e.g. X = MatrixXf::Ones(...)).
+  Matrix gB;
+  gB.noalias() = dY.transpose() * T;
+  gB *= s;
+  Matrix gA;
+  gA.noalias() = G.transpose() * X;
+  gA *= s;
+  if (mode == GradMode::Accumulate) {
+    gA += m_gradA;
+    gB += m_gradB;
+    if (gm != nullptr) *gm += m_gradMagnitude;
+  }
+  if (!gA.allFinite() || !gB.allFinite() || (gm != nullptr && !gm->allFinite()))
+    detail::fail(where, "expected finite gradients, got NaN or Inf (check X and dY)");
+  m_gradA.swap(gA);
+  m_gradB.swap(gB);
+  if (gm != nullptr) m_gradMagnitude.swap(*gm);
 }
 
 // DoRA, the norm detached (Liu et al. 2024, DoRA §4.3; PEFT lora/dora.py).
@@ -1021,7 +1030,9 @@ void Layer<Scalar_>::doraGradients(const char* where, const ConstRef& X, const C
                  "zero row, or a magnitude that overflows against the row's norm)");
   Matrix Z;  // z = x W^T + s (x A^T) B^T, N x out
   m_bind.weight.visit([&](const auto& W) { Z.noalias() = X * W.transpose(); });
-  const Matrix T = scaledProjection(X);
+  Matrix T;
+  T.noalias() = X * m_A.transpose();
+  T *= scalingScalar();
   Z.noalias() += T * m_B.transpose();
   Vector gm = dY.cwiseProduct(Z).colwise().sum().transpose();
   gm = gm.cwiseQuotient(n);
@@ -1031,8 +1042,8 @@ void Layer<Scalar_>::doraGradients(const char* where, const ConstRef& X, const C
 }
 
 // Compiled once in liblorapp (src/layer.cpp): a translation unit that uses Layer<float> or
-// Layer<double> instantiates only the member templates it calls, and forward/backward on
-// column-major batches not even those (see compiledInput). Define
+// Layer<double> instantiates only the thin member templates it calls (forward and backward hand
+// views of their batches to compiled members). Define
 // LORA_NO_EXTERN_TEMPLATES to compile everything in the translation unit instead.
 #ifndef LORA_NO_EXTERN_TEMPLATES
 extern template class Layer<float>;

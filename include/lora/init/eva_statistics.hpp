@@ -210,80 +210,9 @@ class EvaCollector {
   /// first batch; entries finite.
   template <typename Derived>
   void update(const Eigen::MatrixBase<Derived>& X) {
-    constexpr const char* where = "EvaCollector::update";
-    if (X.cols() != m_in)
-      detail::fail(where, "expected a batch with {} columns (in features), got {}x{}", m_in,
-                   X.rows(), X.cols());
-    if (X.rows() < 1)
-      detail::fail(where, "expected a non-empty batch, got {}x{}", X.rows(), X.cols());
-    const bool first = m_samples == 0;
-    if (first && X.rows() < m_q)
-      detail::fail(where, "expected a first batch of at least {} rows (one per component), got {}",
-                   m_q, X.rows());
-    const Eigen::Ref<const Matrix> batch(X.derived());
-    if (!batch.allFinite()) detail::fail(where, "expected finite activations, got NaN or Inf");
-
-    const Index n = batch.rows();
-    const double nOld = static_cast<double>(m_samples);
-    const double nBatch = static_cast<double>(n);
-    const double nNew = nOld + nBatch;
-
-    // Batch mean and unnormalized variance in double, then Chan et al.'s parallel combination.
-    Eigen::VectorXd batchMean(m_in), batchM2(m_in);
-    for (Index j = 0; j < m_in; ++j) {
-      const auto col = batch.col(j).template cast<double>();
-      batchMean(j) = col.sum() / nBatch;
-      batchM2(j) = (col.array() - batchMean(j)).square().sum();
-    }
-    const Eigen::VectorXd delta = m_mean - batchMean;
-    Eigen::VectorXd mean = (nOld * m_mean + nBatch * batchMean) / nNew;
-    Eigen::VectorXd m2 = m_m2 + batchM2 + (nOld * nBatch / nNew) * delta.cwiseAbs2();
-
-    // The stacked matrix M of Ross et al.'s incremental SVD.
-    const Index head = first ? 0 : m_q;
-    Matrix M(head + n + (first ? 0 : 1), m_in);
-    if (!first) M.topRows(m_q).noalias() = m_singular.asDiagonal() * m_components;
-    M.middleRows(head, n) =
-        (batch.template cast<double>().rowwise() - batchMean.transpose()).template cast<Scalar>();
-    if (!first)
-      M.row(head + n) =
-          (std::sqrt(nOld * nBatch / nNew) * delta).transpose().template cast<Scalar>();
-
-    Matrix V;
-    Vector S;
-    const Index k = m_options.sketchSize == 0 ? 2 * m_q : m_options.sketchSize;
-    const Index smaller = std::min(M.rows(), M.cols());
-    const bool randomized =
-        k < smaller &&
-        (m_options.svd == EvaSvd::Randomized ||
-         (m_options.svd == EvaSvd::Auto && 2 * k * (m_options.powerIterations + 1) < smaller));
-    const bool ok = randomized ? detail::evaRandomizedRightSvd(M, m_q, k, m_options.powerIterations,
-                                                               m_options.seed, V, S)
-                               : detail::evaExactRightSvd(M, m_q, V, S);
-    if (!ok || !V.allFinite() || !S.allFinite())
-      detail::fail(where, "expected the SVD of the stacked {}x{} matrix to converge, got failure",
-                   M.rows(), M.cols());
-    detail::evaFlipRowSigns(V);
-
-    Eigen::VectorXd cosine;
-    if (!first) {
-      cosine.resize(m_q);
-      for (Index i = 0; i < m_q; ++i) {
-        const auto now = V.row(i).template cast<double>();
-        const auto before = m_components.row(i).template cast<double>();
-        const double norms = now.norm() * before.norm();
-        cosine(i) = norms > 0.0 ? now.dot(before) / norms : 0.0;
-      }
-    }
-
-    // Commit (nothing below throws).
-    m_mean.swap(mean);
-    m_m2.swap(m2);
-    m_components.swap(V);
-    m_singular.swap(S);
-    m_cosine.swap(cosine);
-    m_samples += n;
-    ++m_batches;
+    static_assert(std::is_same_v<typename Derived::Scalar, Scalar>,
+                  "lora::init::EvaCollector::update: the batch's Scalar must be the collector's");
+    updateBatch(X.derived());  // a column-major batch is read in place, others are copied once
   }
 
   Index inFeatures() const noexcept { return m_in; }
@@ -359,6 +288,8 @@ class EvaCollector {
   void requireData(const char* where) const {
     if (m_samples == 0) detail::fail(where, "expected at least one batch (call update), got none");
   }
+  // The update, compiled once per Scalar (src/init/eva.cpp).
+  void updateBatch(const Eigen::Ref<const Matrix>& X);
 
   Index m_in = 0;
   Index m_q = 0;
@@ -371,6 +302,90 @@ class EvaCollector {
   Vector m_singular;       ///< q
   Eigen::VectorXd m_cosine;
 };
+
+template <typename Scalar_>
+void EvaCollector<Scalar_>::updateBatch(const Eigen::Ref<const Matrix>& X) {
+  constexpr const char* where = "EvaCollector::update";
+  if (X.cols() != m_in)
+    detail::fail(where, "expected a batch with {} columns (in features), got {}x{}", m_in, X.rows(),
+                 X.cols());
+  if (X.rows() < 1)
+    detail::fail(where, "expected a non-empty batch, got {}x{}", X.rows(), X.cols());
+  const bool first = m_samples == 0;
+  if (first && X.rows() < m_q)
+    detail::fail(where, "expected a first batch of at least {} rows (one per component), got {}",
+                 m_q, X.rows());
+  const Eigen::Ref<const Matrix>& batch = X;
+  if (!batch.allFinite()) detail::fail(where, "expected finite activations, got NaN or Inf");
+
+  const Index n = batch.rows();
+  const double nOld = static_cast<double>(m_samples);
+  const double nBatch = static_cast<double>(n);
+  const double nNew = nOld + nBatch;
+
+  // Batch mean and unnormalized variance in double, then Chan et al.'s parallel combination.
+  Eigen::VectorXd batchMean(m_in), batchM2(m_in);
+  for (Index j = 0; j < m_in; ++j) {
+    const auto col = batch.col(j).template cast<double>();
+    batchMean(j) = col.sum() / nBatch;
+    batchM2(j) = (col.array() - batchMean(j)).square().sum();
+  }
+  const Eigen::VectorXd delta = m_mean - batchMean;
+  Eigen::VectorXd mean = (nOld * m_mean + nBatch * batchMean) / nNew;
+  Eigen::VectorXd m2 = m_m2 + batchM2 + (nOld * nBatch / nNew) * delta.cwiseAbs2();
+
+  // The stacked matrix M of Ross et al.'s incremental SVD.
+  const Index head = first ? 0 : m_q;
+  Matrix M(head + n + (first ? 0 : 1), m_in);
+  if (!first) M.topRows(m_q).noalias() = m_singular.asDiagonal() * m_components;
+  M.middleRows(head, n) =
+      (batch.template cast<double>().rowwise() - batchMean.transpose()).template cast<Scalar>();
+  if (!first)
+    M.row(head + n) = (std::sqrt(nOld * nBatch / nNew) * delta).transpose().template cast<Scalar>();
+
+  Matrix V;
+  Vector S;
+  const Index k = m_options.sketchSize == 0 ? 2 * m_q : m_options.sketchSize;
+  const Index smaller = std::min(M.rows(), M.cols());
+  const bool randomized =
+      k < smaller &&
+      (m_options.svd == EvaSvd::Randomized ||
+       (m_options.svd == EvaSvd::Auto && 2 * k * (m_options.powerIterations + 1) < smaller));
+  const bool ok = randomized ? detail::evaRandomizedRightSvd(M, m_q, k, m_options.powerIterations,
+                                                             m_options.seed, V, S)
+                             : detail::evaExactRightSvd(M, m_q, V, S);
+  if (!ok || !V.allFinite() || !S.allFinite())
+    detail::fail(where, "expected the SVD of the stacked {}x{} matrix to converge, got failure",
+                 M.rows(), M.cols());
+  detail::evaFlipRowSigns(V);
+
+  Eigen::VectorXd cosine;
+  if (!first) {
+    cosine.resize(m_q);
+    for (Index i = 0; i < m_q; ++i) {
+      const auto now = V.row(i).template cast<double>();
+      const auto before = m_components.row(i).template cast<double>();
+      const double norms = now.norm() * before.norm();
+      cosine(i) = norms > 0.0 ? now.dot(before) / norms : 0.0;
+    }
+  }
+
+  // Commit (nothing below throws).
+  m_mean.swap(mean);
+  m_m2.swap(m2);
+  m_components.swap(V);
+  m_singular.swap(S);
+  m_cosine.swap(cosine);
+  m_samples += n;
+  ++m_batches;
+}
+
+// Compiled once in liblorapp (src/init/eva.cpp). Define LORA_NO_EXTERN_TEMPLATES to compile them
+// in the translation unit instead.
+#ifndef LORA_NO_EXTERN_TEMPLATES
+extern template class EvaCollector<float>;
+extern template class EvaCollector<double>;
+#endif
 
 /// \brief One layer's input to evaRankDistribution.
 struct EvaLayerSpectrum {
