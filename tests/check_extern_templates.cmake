@@ -2,7 +2,7 @@
 # The explicit instantiations that liblorapp compiles once must not be compiled again in a
 # translation unit that uses them: each object below must reference (as undefined symbols) the
 # heavy members it calls and define none of them. Fails, naming the symbols, otherwise.
-set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merge|unmerge|spectrum|forwardView|adapterForwardView|backwardView|backwardInputView|gradients)"
+set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merge|unmerge|spectrum|forwardRef|adapterForwardRef|backwardRef|backwardInputRef|gradients|factorGradients)"
           "lora::init::EvaCollector<(float|double)>::updateBatch"
           "lora::linalg::FactoredSVD<(float|double)>::computeFromFactors"
           "lora::linalg::PartialSVD<(float|double)>::computeStored"

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -17,7 +16,6 @@
 #include "lora/base_weight.hpp"
 #include "lora/detail/aliasing.hpp"
 #include "lora/detail/base_binding.hpp"
-#include "lora/detail/matrix_view.hpp"
 #include "lora/error.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/init/peft_default.hpp"
@@ -147,7 +145,7 @@ class Layer {
   template <typename DerivedX>
   Matrix adapterForward(const Eigen::MatrixBase<DerivedX>& X) const {
     checkInput("Layer::adapterForward", X.rows(), X.cols());
-    return withInputView(X, [&](const ConstView& x) { return adapterForwardView(x); });
+    return adapterForwardRef(ConstRef(X.derived()));
   }
 
   /// Gradients of the loss with respect to A and B from the batch X (N x in) and dL/dY (N x out):
@@ -171,9 +169,10 @@ class Layer {
       return backward(X, Gc, mode);
     }
     checkBackward("Layer::backward", X.rows(), X.cols(), dY.rows(), dY.cols());
-    withInputView(X, [&](const ConstView& x) {
-      withInputView(dY, [&](const ConstView& g) { backwardView(x, g, mode); });
-    });
+    static_assert(std::is_same_v<typename DerivedX::Scalar, Scalar> &&
+                      std::is_same_v<typename DerivedG::Scalar, Scalar>,
+                  "lora::Layer: the batch's Scalar must be the layer's Scalar");
+    backwardRef(ConstRef(X.derived()), ConstRef(dY.derived()), mode);
   }
 
   /// As backward(X, dY, mode), and also writes dL/dX = dY W + s (dY B) A (N x in) into \p dX
@@ -197,11 +196,11 @@ class Layer {
     requireBase(where);
     checkBackward(where, X.rows(), X.cols(), dY.rows(), dY.cols());
     DerivedDX& dX = prepareOutput(where, dXout, X.rows(), m_in);
-    withInputView(X, [&](const ConstView& x) {
-      withInputView(dY, [&](const ConstView& g) {
-        writeThrough(dX, [&](OutMap out) { backwardInputView(x, g, out, mode); });
-      });
-    });
+    static_assert(std::is_same_v<typename DerivedX::Scalar, Scalar> &&
+                      std::is_same_v<typename DerivedG::Scalar, Scalar>,
+                  "lora::Layer: the batch's Scalar must be the layer's Scalar");
+    const ConstRef x(X.derived()), g(dY.derived());
+    writeThrough(dX, [&](OutRef out) { backwardInputRef(x, g, out, mode); });
   }
 
   const Matrix& gradA() const noexcept { return m_gradA; }
@@ -332,32 +331,25 @@ class Layer {
   Scalar scalingScalar() const noexcept { return static_cast<Scalar>(scaling()); }
 
   // Every batch is handed to the compiled members below (instantiated once in liblorapp,
-  // src/layer.cpp) as a view of its storage: column-major or row-major, with an outer stride
-  // (Matrix, Map, Block, Ref, Transpose of those). A batch without such storage (an expression, an
-  // inner stride) is evaluated once into a Matrix first. An output that is not column-major with
-  // unit inner stride is computed into a Matrix and copied. So a caller's translation unit
-  // instantiates only these thin wrappers, whatever the types it passes.
-  using ConstView = detail::ConstMatrixView<Scalar>;
+  // src/layer.cpp) as an Eigen::Ref: read in place when it is column-major with unit inner stride
+  // (Matrix, Map, Block, Ref), evaluated once into a column-major copy otherwise (a row-major
+  // matrix, an expression). An output that is not column-major with unit inner stride is
+  // computed into a Matrix and copied. So a caller's translation unit instantiates only these
+  // thin wrappers, whatever the types it passes.
   using ConstRef = Eigen::Ref<const Matrix>;
-  using OutMap = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
+  using OutRef = Eigen::Ref<Matrix>;
+  template <typename Derived>
+  static constexpr bool kColumnMajorOutput =
+      (Derived::Flags & Eigen::LvalueBit) != 0 && (Derived::Flags & Eigen::DirectAccessBit) != 0 &&
+      (Derived::Flags & Eigen::RowMajorBit) == 0 && Derived::InnerStrideAtCompileTime == 1;
 
   template <typename Derived, typename F>
-  static decltype(auto) withInputView(const Eigen::MatrixBase<Derived>& M, F&& f) {
-    static_assert(std::is_same_v<typename Derived::Scalar, Scalar>,
-                  "lora::Layer: the batch's Scalar must be the layer's Scalar");
-    if constexpr ((Derived::Flags & Eigen::DirectAccessBit) != 0) {
-      if (const std::optional<ConstView> view = detail::viewOf(M)) return f(*view);
-    }
-    const Matrix copy = M;
-    return f(*detail::viewOf(copy));
-  }
-  template <typename Derived, typename F>
   static void writeThrough(Derived& out, F&& f) {
-    if (std::optional<OutMap> map = detail::columnMajorMapOf(out)) {
-      f(*map);
+    if constexpr (kColumnMajorOutput<Derived>) {
+      f(OutRef(out));
     } else {
       Matrix tmp(out.rows(), out.cols());
-      f(OutMap(tmp.data(), tmp.rows(), tmp.cols(), Eigen::OuterStride<>(tmp.rows())));
+      f(OutRef(tmp));
       out = tmp;
     }
   }
@@ -366,12 +358,14 @@ class Layer {
                    const Eigen::MatrixBase<DerivedY>& Yout) const {
     static_assert((DerivedY::Flags & Eigen::LvalueBit) != 0,
                   "lora::Layer::forward: the output must be writable");
+    static_assert(std::is_same_v<typename DerivedX::Scalar, Scalar>,
+                  "lora::Layer: the batch's Scalar must be the layer's Scalar");
     constexpr const char* where = "Layer::forward";
     requireBase(where);
     checkInput(where, X.rows(), X.cols());
     DerivedY& Y = prepareOutput(where, Yout, X.rows(), m_out);
-    withInputView(
-        X, [&](const ConstView& x) { writeThrough(Y, [&](OutMap out) { forwardView(x, out); }); });
+    const ConstRef x(X.derived());
+    writeThrough(Y, [&](OutRef out) { forwardRef(x, out); });
   }
   /// Whether \p M shares memory with gradA() or gradB(), which backward writes.
   template <typename Derived>
@@ -391,14 +385,16 @@ class Layer {
   }
   void refuseOutputOver(const char* where, const detail::ByteRange& out) const;
 
-  void forwardView(const ConstView& X, OutMap Y) const;
-  Matrix adapterForwardView(const ConstView& X) const;
-  void backwardView(const ConstView& X, const ConstView& dY, GradMode mode);
-  void backwardInputView(const ConstView& X, const ConstView& dY, OutMap dX, GradMode mode);
+  void forwardRef(const ConstRef& X, OutRef Y) const;
+  Matrix adapterForwardRef(const ConstRef& X) const;
+  void backwardRef(const ConstRef& X, const ConstRef& dY, GradMode mode);
+  void backwardInputRef(const ConstRef& X, const ConstRef& dY, OutRef dX, GradMode mode);
   /// The gradients into gradA()/gradB() (and gradMagnitude() for DoRA); \p G gets (dY' B), with
   /// dY' the gradient the factors see (dY, or dY ⊙ c for DoRA, then also written to \p dYc).
-  void gradients(const char* where, const ConstView& X, const ConstView& dY, GradMode mode,
-                 Matrix& G, Matrix* dYc);
+  void gradients(const char* where, const ConstRef& X, const ConstRef& dY, GradMode mode, Matrix& G,
+                 Matrix* dYc);
+  void factorGradients(const char* where, const ConstRef& X, const ConstRef& dY, GradMode mode,
+                       Matrix& G, Vector* gm);
   /// DoRA's gradients (see backward()), the norm detached.
   void doraGradients(const char* where, const ConstRef& X, const ConstRef& dY, GradMode mode,
                      Matrix& G, Matrix* dYc);
@@ -441,10 +437,6 @@ class Layer {
       detail::fail(where, "expected an output of {}x{}, got {}x{}", rows, cols, o.rows(), o.cols());
     }
   }
-
-  template <typename DerivedX, typename DerivedG>
-  void factorGradients(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                       const Eigen::MatrixBase<DerivedG>& dY, GradMode mode, Matrix& G, Vector* gm);
 
   /// True when |W| + |s B A| stays finite for sure: max|W| + max_i ||sB_i|| max_j ||A_j|| < max.
   template <typename DerivedW>
@@ -919,49 +911,45 @@ void Layer<Scalar_>::refuseOutputOver(const char* where, const detail::ByteRange
 
 // Y = X W^T + s (X A^T) B^T (+ DoRA's column scale) + b; merged: Y = X W^T + b.
 template <typename Scalar_>
-void Layer<Scalar_>::forwardView(const ConstView& Xv, OutMap Y) const {
-  Xv.visit([&](const auto& X) {
-    m_bind.weight.visit([&](const auto& W) { Y.noalias() = X * W.transpose(); });
-    if (!m_bind.merged) {
-      // The product is evaluated first and scaled in place (see factorGradients).
-      Matrix T;
-      T.noalias() = X * m_A.transpose();
-      T *= scalingScalar();
-      Y.noalias() += T * m_B.transpose();
-      if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
-    }
-  });
+void Layer<Scalar_>::forwardRef(const ConstRef& X, OutRef Y) const {
+  m_bind.weight.visit([&](const auto& W) { Y.noalias() = X * W.transpose(); });
+  if (!m_bind.merged) {
+    // The product is evaluated first and scaled in place (see factorGradients).
+    Matrix T;
+    T.noalias() = X * m_A.transpose();
+    T *= scalingScalar();
+    Y.noalias() += T * m_B.transpose();
+    if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
+  }
   if (!m_bind.bias.empty()) Y.rowwise() += m_bind.bias.map().transpose();
 }
 
 template <typename Scalar_>
-typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardView(const ConstView& Xv) const {
-  return Xv.visit([&](const auto& X) {
-    Matrix T;
-    T.noalias() = X * m_A.transpose();
-    T *= scalingScalar();
-    return Matrix(T * m_B.transpose());
-  });
+typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardRef(const ConstRef& X) const {
+  Matrix T;
+  T.noalias() = X * m_A.transpose();
+  T *= scalingScalar();
+  return T * m_B.transpose();
 }
 
 template <typename Scalar_>
-void Layer<Scalar_>::backwardView(const ConstView& X, const ConstView& dY, GradMode mode) {
+void Layer<Scalar_>::backwardRef(const ConstRef& X, const ConstRef& dY, GradMode mode) {
   Matrix G;
   gradients("Layer::backward", X, dY, mode, G, nullptr);
 }
 
 // dX = dY W + s (dY B) A (DoRA: dY ⊙ c in place of dY); merged: dX = dY W.
 template <typename Scalar_>
-void Layer<Scalar_>::backwardInputView(const ConstView& X, const ConstView& dYv, OutMap dX,
-                                       GradMode mode) {
+void Layer<Scalar_>::backwardInputRef(const ConstRef& X, const ConstRef& dY, OutRef dX,
+                                      GradMode mode) {
   Matrix G;   // dY' B, shared by dA and dX
   Matrix Gc;  // DoRA: dY ⊙ c, what W and the factors see
-  gradients("Layer::backward", X, dYv, mode, G, &Gc);
+  gradients("Layer::backward", X, dY, mode, G, &Gc);
   m_bind.weight.visit([&](const auto& W) {
     if (isDora())
       dX.noalias() = Gc * W;
     else
-      dYv.visit([&](const auto& dY) { dX.noalias() = dY * W; });
+      dX.noalias() = dY * W;
   });
   if (!m_bind.merged) {
     G *= scalingScalar();
@@ -970,36 +958,21 @@ void Layer<Scalar_>::backwardInputView(const ConstView& X, const ConstView& dYv,
 }
 
 template <typename Scalar_>
-void Layer<Scalar_>::gradients(const char* where, const ConstView& Xv, const ConstView& dYv,
+void Layer<Scalar_>::gradients(const char* where, const ConstRef& X, const ConstRef& dY,
                                GradMode mode, Matrix& G, Matrix* dYc) {
-  if (!isDora()) {
-    Xv.visit([&](const auto& X) {
-      dYv.visit([&](const auto& dY) { factorGradients(where, X, dY, mode, G, nullptr); });
-    });
-    return;
-  }
-  // DoRA layers are rare: one path, for column-major X and dY (a row-major batch is copied).
-  const auto columnMajor = [](const ConstView& v, Matrix& copy) {
-    if (v.rowMajor) copy = v.visit([](const auto& M) { return Matrix(M); });
-    return v.rowMajor ? ConstView{copy.data(), copy.rows(), copy.cols(),
-                                  std::max<Index>(copy.rows(), 1), false}
-                      : v;
-  };
-  Matrix xCopy, gCopy;
-  const ConstView x = columnMajor(Xv, xCopy), g = columnMajor(dYv, gCopy);
-  doraGradients(where, ConstRef(x.colMap()), ConstRef(g.colMap()), mode, G, dYc);
+  if (isDora())
+    doraGradients(where, X, dY, mode, G, dYc);
+  else
+    factorGradients(where, X, dY, mode, G, nullptr);
 }
 
 template <typename Scalar_>
-template <typename DerivedX, typename DerivedG>
-void Layer<Scalar_>::factorGradients(const char* where, const Eigen::MatrixBase<DerivedX>& X,
-                                     const Eigen::MatrixBase<DerivedG>& dY, GradMode mode,
-                                     Matrix& G, Vector* gm) {
+void Layer<Scalar_>::factorGradients(const char* where, const ConstRef& X, const ConstRef& dY,
+                                     GradMode mode, Matrix& G, Vector* gm) {
   const Scalar s = scalingScalar();
   const Matrix T = X * m_A.transpose();  // N x r
   G.noalias() = dY * m_B;                // N x r
-  // Products are evaluated first and scaled in place: Eigen 3.4 cannot fold a scalar into a
-  // product whose operand is a constant expression (e.g. X = MatrixXf::Ones(...)).
+  // Products are evaluated first and scaled in place.
   Matrix gB;
   gB.noalias() = dY.transpose() * T;
   gB *= s;

@@ -152,11 +152,17 @@ class FactoredSVD {
   struct Basis {
     Matrix Q1, right;
   };
+  // A factor X = M (B) or X = M^T (A^T), rows x r; the orientation is chosen at run time, so the
+  // QRs are compiled once per Scalar.
+  struct Factor {
+    const ConstRef& M;
+    bool transposed = false;
+    Index rows() const { return transposed ? M.cols() : M.rows(); }
+    Index cols() const { return transposed ? M.rows() : M.cols(); }
+  };
   // Thin QR of X (rows x r, B or A^T): the basis above and R (p x r) upper triangular, p =
   // min(rows, r); CholeskyQR2 when it is safe, else Householder.
-  template <typename Factor>
   static QrMethod thinQR(const Factor& X, Basis& basis, Matrix& R);
-  template <typename Factor>
   static bool choleskyQR2(const Factor& X, Basis& basis, Matrix& R);
   // basis.Q1 · (basis.right · C), the orthonormal basis times the p x k matrix C (k <= p),
   // computed in basis.Q1's storage, block of rows by block of rows, and returned.
@@ -212,17 +218,19 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   const auto qrB = [&] {
     if (normB != RealScalar(1)) {
       const Matrix scaled = B / normB;
-      methodB = thinQR(ConstRef(scaled), basisB, rB);  // the same instantiation as for B
+      const ConstRef ref(scaled);
+      methodB = thinQR({ref, false}, basisB, rB);
     } else {
-      methodB = thinQR(B, basisB, rB);
+      methodB = thinQR({B, false}, basisB, rB);
     }
   };
   const auto qrA = [&] {
     if (normA != RealScalar(1)) {
-      const Matrix scaled = A.transpose() / normA;
-      methodA = thinQR(ConstRef(scaled), basisA, rA);
+      const Matrix scaled = A / normA;
+      const ConstRef ref(scaled);
+      methodA = thinQR({ref, true}, basisA, rA);
     } else {
-      methodA = thinQR(A.transpose(), basisA, rA);
+      methodA = thinQR({A, true}, basisA, rA);
     }
   };
   // B and A are independent: with two or three threads each factor gets one (a GEMM on 4096 x 64
@@ -273,14 +281,16 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
 }
 
 template <typename Scalar_>
-template <typename Factor>
 bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R) {
   // Pass 1: X^T X = R1^T R1, Q1 = X R1^{-1}. Its loss of orthogonality, about ε·κ(X)², is what the
   // condition limit bounds; pass 2, Q1^T Q1 = R2^T R2, makes Q1 R2^{-1} orthonormal to about ε.
   // The triangular inverses are r x r; every product with X or Q1 is a plain GEMM (threaded).
   const Index r = X.cols();
   Matrix G;
-  detail::gram(X, G);
+  if (X.transposed)
+    detail::gram(X.M.transpose(), G);
+  else
+    detail::gram(X.M, G);
   const Eigen::LLT<Matrix, Eigen::Upper> llt1(G);
   if (llt1.info() != Eigen::Success) return false;
   // rcond(G) estimates 1/κ(X)², in O(r²) (LAPACK's 1-norm estimator).
@@ -288,7 +298,10 @@ bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R)
   if (!(llt1.rcond() > RealScalar(1) / (limit * limit))) return false;
   Matrix inverse = Matrix::Identity(r, r);
   llt1.matrixU().solveInPlace(inverse);  // R1^{-1}
-  basis.Q1.noalias() = X * inverse;
+  if (X.transposed)
+    basis.Q1.noalias() = X.M.transpose() * inverse;
+  else
+    basis.Q1.noalias() = X.M * inverse;
   detail::gram(basis.Q1, G);
   const Eigen::LLT<Matrix, Eigen::Upper> llt2(G);
   if (llt2.info() != Eigen::Success) return false;
@@ -300,12 +313,15 @@ bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R)
 }
 
 template <typename Scalar_>
-template <typename Factor>
 typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Factor& X, Basis& basis,
                                                                      Matrix& R) {
   const Index rows = X.rows(), r = X.cols(), p = std::min(rows, r);
   if (r <= rows && choleskyQR2(X, basis, R)) return QrMethod::CholeskyQR2;
-  const Eigen::HouseholderQR<Matrix> qr(X);
+  Eigen::HouseholderQR<Matrix> qr(rows, r);
+  if (X.transposed)
+    qr.compute(X.M.transpose());
+  else
+    qr.compute(X.M);
   R = qr.matrixQR().topRows(p).template triangularView<Eigen::Upper>();
   basis.Q1 = qr.householderQ() * Matrix::Identity(rows, p);
   basis.right.resize(0, 0);

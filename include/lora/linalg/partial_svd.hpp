@@ -141,6 +141,8 @@ class PartialSVD {
 
  private:
   using View = detail::StridedView<Scalar>;
+  // The tall matrix the methods run on: W or W^T, whichever has rows >= cols.
+  using Tall = detail::OrientedView<Scalar>;
 
   // W = S (transposed == false) or S^T. Everything below is compiled once per Scalar.
   void computeStored(const View& S, bool transposed, Index k, const PartialSVDOptions& options);
@@ -169,11 +171,13 @@ class PartialSVD {
   }
 
   // Explicit residual of the triplets of the tall matrix A, relative to S(0).
-  template <typename DerivedA>
-  static double measure(const Eigen::MatrixBase<DerivedA>& A, const Matrix& U, const Vector& S,
-                        const Matrix& V, Index& products) {
-    const Matrix R1 = A * V - U * S.asDiagonal();
-    const Matrix R2 = A.transpose() * U - V * S.asDiagonal();
+  static double measure(const Tall& A, const Matrix& U, const Vector& S, const Matrix& V,
+                        Index& products) {
+    Matrix R1(A.rows(), V.cols()), R2(A.cols(), U.cols());
+    A.times(R1, V);
+    R1 -= U * S.asDiagonal();
+    A.timesTransposed(R2, U);
+    R2 -= V * S.asDiagonal();
     products += 2 * V.cols();
     if (S(0) == Scalar(0)) return 0.0;
     const Scalar worst = std::max(R1.colwise().norm().maxCoeff(), R2.colwise().norm().maxCoeff());
@@ -181,8 +185,7 @@ class PartialSVD {
   }
 
   // A is tall (rows >= cols): the right-hand space has the smaller dimension.
-  template <typename DerivedA>
-  static void run(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Rng& rng, Result& r) {
+  static void run(const Tall& A, const Tuning& t, Rng& rng, Result& r) {
     switch (r.method) {
       case PartialSVDMethod::Dense:
         dense(A, t, r);
@@ -196,9 +199,8 @@ class PartialSVD {
     }
   }
 
-  template <typename DerivedA>
-  static void dense(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Result& r) {
-    const Matrix copy = A;
+  static void dense(const Tall& A, const Tuning& t, Result& r) {
+    const Matrix copy = A.dense();
     const auto svd = denseSVD(copy);
     r.U = svd.U.leftCols(t.k);
     r.V = svd.V.leftCols(t.k);
@@ -210,10 +212,9 @@ class PartialSVD {
   }
 
   // y = c² A^T A x, the Gram operator Spectra iterates on.
-  template <typename DerivedA>
   struct GramOp {
     using Scalar = Scalar_;
-    const DerivedA& a;
+    const Tall& a;
     Scalar c2;
     mutable Vector tmp;
     Index rows() const { return a.cols(); }
@@ -221,18 +222,17 @@ class PartialSVD {
     void perform_op(const Scalar* xIn, Scalar* yOut) const {
       const Eigen::Map<const Vector> x(xIn, a.cols());
       Eigen::Map<Vector> y(yOut, a.cols());
-      tmp.noalias() = a * x;
-      y.noalias() = a.transpose() * tmp;
+      a.times(tmp, x);
+      a.timesTransposed(y, tmp);
       y *= c2;
     }
   };
 
-  template <typename DerivedA>
-  static void lanczos(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Rng& rng, Result& r) {
+  static void lanczos(const Tall& A, const Tuning& t, Rng& rng, Result& r) {
     const Index n = A.cols();
-    GramOp<DerivedA> op{A.derived(), t.scale * t.scale, Vector(A.rows())};
+    GramOp op{A, t.scale * t.scale, Vector(A.rows())};
     const Index ncv = std::min(n, std::max(2 * t.k + 1, t.k + 16));
-    Spectra::SymEigsSolver<GramOp<DerivedA>> eigs(op, t.k, ncv);
+    Spectra::SymEigsSolver<GramOp> eigs(op, t.k, ncv);
     Vector start(n);
     fillNormal(start, rng, 0.0, 1.0);
     eigs.init(start.data());
@@ -250,9 +250,8 @@ class PartialSVD {
 
   // Restarted block Krylov on c² A^T A with Rayleigh–Ritz through the projected Gram matrix
   // (in double), thick restart, and an explicit residual check of the k Ritz triplets.
-  template <typename DerivedA>
-  static void blockKrylov(const Eigen::MatrixBase<DerivedA>& A, const Tuning& t, Rng& rng,
-                          const Matrix* start, Result& r) {
+  static void blockKrylov(const Tall& A, const Tuning& t, Rng& rng, const Matrix* start,
+                          Result& r) {
     using MatrixD = Eigen::MatrixXd;
     const Index m = A.rows(), n = A.cols(), k = t.k;
     const Index p = std::min(t.blockSize, n);
@@ -274,10 +273,10 @@ class PartialSVD {
       const Index w = X.cols();
       K.middleCols(d, w) = X;
       auto Zb = Z.middleCols(d, w);
-      Zb.noalias() = A * X;
+      A.times(Zb, X);
       Zb *= c;
       auto Tb = T.middleCols(d, w);
-      Tb.noalias() = A.transpose() * Zb;
+      A.timesTransposed(Tb, Zb);
       Tb *= c;
       const MatrixD Zd = Zb.template cast<double>();
       G.block(0, d, d + w, w).noalias() =
@@ -421,10 +420,7 @@ void PartialSVD<Scalar_>::computeStored(const View& S, bool transposed, Index k,
     Rng rng(options.seed);
     // The methods run on a tall A (rows >= cols): A = S or S^T; U and V swap when A = W^T.
     const bool tallS = S.rows() >= S.cols();
-    if (tallS)
-      run(S, t, rng, r);
-    else
-      run(S.transpose(), t, rng, r);
+    run(Tall{S, !tallS}, t, rng, r);
     if (tallS == transposed) r.U.swap(r.V);
     detail::normalizeSigns<Scalar>(r.U, r.V);
   }

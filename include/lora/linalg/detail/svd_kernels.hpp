@@ -54,6 +54,41 @@ decltype(auto) withStorage(const Eigen::MatrixBase<Derived>& W, F&& f) {
       false);
 }
 
+/// A = S (transposed == false) or A = S^T, with the products by A and A^T chosen at run time: an
+/// algorithm written against it is compiled once per Scalar instead of once per orientation.
+/// Outputs must already have their size (they may be blocks of a larger matrix or vectors).
+template <typename Scalar>
+struct OrientedView {
+  using Index = Eigen::Index;
+  using Out = Eigen::Ref<DenseMatrix<Scalar>>;
+  using In = Eigen::Ref<const DenseMatrix<Scalar>>;
+
+  const StridedView<Scalar>& S;
+  bool transposed = false;
+
+  Index rows() const { return transposed ? S.cols() : S.rows(); }
+  Index cols() const { return transposed ? S.rows() : S.cols(); }
+  /// out = A · in
+  void times(Out out, const In& in) const {
+    if (transposed)
+      out.noalias() = S.transpose() * in;
+    else
+      out.noalias() = S * in;
+  }
+  /// out = A^T · in
+  void timesTransposed(Out out, const In& in) const {
+    if (transposed)
+      out.noalias() = S * in;
+    else
+      out.noalias() = S.transpose() * in;
+  }
+  /// A as a matrix of its own.
+  DenseMatrix<Scalar> dense() const {
+    if (transposed) return S.transpose();
+    return S;
+  }
+};
+
 /// Runs \p first() and \p second(), on two OpenMP threads when \p together (each then runs
 /// Eigen single-threaded), else one after the other. An exception from either is rethrown after
 /// both have finished (the first's when both throw).
