@@ -19,14 +19,14 @@ using lora::test::errorOf;
 template <typename Case>
 class InitializerSuite : public ::testing::Test {};
 
-using Cases = ::testing::Types<lora::test::PeftDefaultCase, lora::test::GaussianCase,
-                               lora::test::XavierLoraCase, lora::test::KaimingLoraCase,
-                               lora::test::OrthogonalCase, lora::test::LayerAdaptiveCase,
-                               lora::test::StatisticsAdaptiveCase, lora::test::SvdBasedCase,
-                               lora::test::SubtractDeltaXavierCase, lora::test::PissaCase,
-                               lora::test::PissaNiter4Case, lora::test::MiloraCase,
-                               lora::test::OloraCase, lora::test::PeftOrthogonalCase,
-                               lora::test::LoraGaCase, lora::test::EvaCase>;
+using Cases =
+    ::testing::Types<lora::test::PeftDefaultCase, lora::test::GaussianCase,
+                     lora::test::XavierLoraCase, lora::test::KaimingLoraCase,
+                     lora::test::OrthogonalCase, lora::test::LayerAdaptiveCase,
+                     lora::test::StatisticsAdaptiveCase, lora::test::SvdBasedCase,
+                     lora::test::SubtractDeltaXavierCase, lora::test::PissaCase,
+                     lora::test::PissaNiter4Case, lora::test::MiloraCase, lora::test::OloraCase,
+                     lora::test::PeftOrthogonalCase, lora::test::LoraGaCase, lora::test::EvaCase>;
 TYPED_TEST_SUITE(InitializerSuite, Cases);
 
 // Shapes (out, in, r) the suite runs: tall, wide, square, r = 1 and r = min(out, in).
@@ -74,7 +74,8 @@ void checkShapesAndContract(const Shape& s, std::uint64_t seed,
   if (flags.zeroDelta) {
     // B = 0 gives exactly 0; PEFT's orthogonal init cancels to rounding (its B·A is a product of
     // orthogonal rows, zero in exact arithmetic, as in PEFT): relative to s·‖B‖·‖A‖.
-    const double factorScale = static_cast<double>(layer.scaling()) * layer.B().norm() * layer.A().norm();
+    const double factorScale =
+        static_cast<double>(layer.scaling()) * layer.B().norm() * layer.A().norm();
     EXPECT_LE(delta.norm(), tol * factorScale);
   }
 
@@ -131,7 +132,8 @@ TYPED_TEST(InitializerSuite, WithoutBaseWeight) {
   const LayerOptions opts{.rank = s.rank, .alpha = 4, .seed = 1};
   if (TypeParam::flags.needsWeight || TypeParam::flags.subtracts) {
     // needs W to read, or to subtract from: a layer without one is refused with a clear message
-    const std::string msg = errorOf([&] { Layer<double>(s.out, s.in, opts, TypeParam::make(s.out, s.in)); });
+    const std::string msg =
+        errorOf([&] { Layer<double>(s.out, s.in, opts, TypeParam::make(s.out, s.in)); });
     EXPECT_CONTAINS(msg, "expected");
     EXPECT_CONTAINS(msg, "base weight");
   } else {
@@ -149,7 +151,8 @@ TYPED_TEST(InitializerSuite, ReadOnlyBaseIsRefusedOnlyWhenWritten) {
   const lora::BaseWeight<double> view(W);  // const: read-only
   ASSERT_FALSE(view.writable());
   if (TypeParam::flags.subtracts) {
-    const std::string msg = errorOf([&] { Layer<double>(view, opts, TypeParam::make(s.out, s.in)); });
+    const std::string msg =
+        errorOf([&] { Layer<double>(view, opts, TypeParam::make(s.out, s.in)); });
     EXPECT_CONTAINS(msg, "Layer::Layer()");
     EXPECT_CONTAINS(msg, "writable");
     EXPECT_TRUE(W == W0);
@@ -165,12 +168,11 @@ TYPED_TEST(InitializerSuite, BadLayerInputs) {
   const Eigen::MatrixXd W0 = W;
   EXPECT_CONTAINS(errorOf([&] { Layer<double>(W, {.rank = 0}, TypeParam::make(8, 6)); }),
                   "expected a rank >= 1");
-  EXPECT_CONTAINS(errorOf([&] { Layer<double>(W, {.rank = 2, .alpha = -1}, TypeParam::make(8, 6)); }),
-                  "alpha");
-  const Eigen::VectorXd bias = Eigen::VectorXd::Zero(5);
   EXPECT_CONTAINS(
-      errorOf([&] { Layer<double>(W, {.rank = 2}, TypeParam::make(8, 6), bias); }),
-      "expected a bias of 8 entries, got 5");
+      errorOf([&] { Layer<double>(W, {.rank = 2, .alpha = -1}, TypeParam::make(8, 6)); }), "alpha");
+  const Eigen::VectorXd bias = Eigen::VectorXd::Zero(5);
+  EXPECT_CONTAINS(errorOf([&] { Layer<double>(W, {.rank = 2}, TypeParam::make(8, 6), bias); }),
+                  "expected a bias of 8 entries, got 5");
   EXPECT_TRUE(W == W0);
 }
 
