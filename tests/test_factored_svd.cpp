@@ -171,6 +171,75 @@ TYPED_TEST(FactoredSVDTest, IllConditionedFactorsFallBackToHouseholder) {
   }
 }
 
+// Under an orthogonality tolerance (the unit roundoff of a lower storage precision: float32's for
+// double, bfloat16's for float), well-conditioned factors take one Cholesky QR pass: the values
+// keep their accuracy, U and V are orthonormal to the tolerance, U Σ Vᵀ is still s·B·A. A factor
+// whose ε·κ² is not far below the tolerance, or a zero one, still takes two passes or Householder.
+TYPED_TEST(FactoredSVDTest, OneCholeskyPassUnderAnOrthogonalityTolerance) {
+  using S = TypeParam;
+  using SVD = lora::linalg::FactoredSVD<S>;
+  const S tol = std::is_same_v<S, double> ? S(0x1p-24) : S(0x1p-8);
+  const double accuracy = tolerance<S>();
+  const auto check = [&](const Mat<S>& B, const Mat<S>& A, S scale) {
+    SVD svd;
+    EXPECT_EQ(svd.orthogonalityTolerance(), S(0));
+    EXPECT_EQ(&svd.setOrthogonalityTolerance(tol), &svd);
+    svd.compute(B, A, scale);
+    EXPECT_EQ(svd.qrMethodB(), SVD::QrMethod::CholeskyQR);
+    EXPECT_EQ(svd.qrMethodA(), SVD::QrMethod::CholeskyQR);
+    const Mat<S> dense = scale * (B * A);
+    const auto ref = lora::linalg::denseSVD(dense, 0);
+    const Eigen::Index k = svd.size();
+    ASSERT_EQ(k, 8);
+    ASSERT_GE(ref.S.size(), k);  // min(out, in) values, the rest zero to rounding
+    for (Eigen::Index i = 0; i < k; ++i)
+      EXPECT_LE(std::abs(double(svd.singularValues()(i)) - double(ref.S(i))),
+                accuracy * double(ref.S(0)));
+    const Mat<S> Ik = Mat<S>::Identity(k, k);
+    EXPECT_LE(double((svd.matrixU().transpose() * svd.matrixU() - Ik).norm()), double(tol));
+    EXPECT_LE(double((svd.matrixV().transpose() * svd.matrixV() - Ik).norm()), double(tol));
+    const Mat<S> rebuilt =
+        svd.matrixU() * svd.singularValues().asDiagonal() * svd.matrixV().transpose();
+    EXPECT_LE(double((rebuilt - dense).norm()), accuracy * double(dense.norm()));
+    EXPECT_LE(double((B * svd.coordinatesU() - svd.matrixU()).norm()), 100 * accuracy);
+  };
+  const Mat<S> B = gaussian<S>(300, 8, 81), A = gaussian<S>(8, 250, 82);
+  check(B, A, S(1.5));
+  check(B, A, S(-0.25));
+  // Scaled copies (entries far from 1) are read in place after their pass, too.
+  const S huge = std::ldexp(S(1), std::numeric_limits<S>::max_exponent / 2);
+  check(Mat<S>(B * huge), Mat<S>(A / huge), S(1));
+
+  // κ = 1e4 in double (ε·κ² ≈ 1e-8, not 100x below 2^-24) and 100 in float (6e-4, not 100x
+  // below 2^-8): two passes (or Householder), orthonormal to working precision.
+  const double kappa = std::is_same_v<S, double> ? 1e4 : 100;
+  const Mat<S> ill = withCondition<S>(300, 8, kappa, 83);
+  SVD two;
+  two.setOrthogonalityTolerance(tol).compute(ill, A, S(1));
+  EXPECT_NE(two.qrMethodB(), SVD::QrMethod::CholeskyQR);
+  EXPECT_EQ(two.qrMethodA(), SVD::QrMethod::CholeskyQR);
+  const Mat<S> I8 = Mat<S>::Identity(8, 8);
+  EXPECT_LE(double((two.matrixU().transpose() * two.matrixU() - I8).norm()), 10 * accuracy);
+  SVD zero;
+  zero.setOrthogonalityTolerance(tol).compute(Mat<S>::Zero(300, 8), A, S(1));
+  EXPECT_EQ(zero.qrMethodB(), SVD::QrMethod::Householder);
+
+  // A negative or NaN tolerance is an error and leaves the setting as it was.
+  SVD svd;
+  svd.setOrthogonalityTolerance(tol);
+  for (const S bad : {S(-1), std::numeric_limits<S>::quiet_NaN()}) {
+    try {
+      svd.setOrthogonalityTolerance(bad);
+      ADD_FAILURE() << "tolerance " << bad << " accepted";
+    } catch (const lora::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("FactoredSVD::setOrthogonalityTolerance"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(svd.orthogonalityTolerance(), tol);
+  }
+}
+
 TYPED_TEST(FactoredSVDTest, CoordinatesMapFactorsToSingularVectors) {
   using S = TypeParam;
   const Mat<S> B = gaussian<S>(30, 4, 41), A = gaussian<S>(4, 22, 42);

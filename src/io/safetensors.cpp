@@ -136,6 +136,41 @@ float narrowToFloat(double d) noexcept {
   return static_cast<float>(d);
 }
 
+// Encodes n values as `out` (F32, F64, F16 or BF16) into p, one loop per dtype (the dtype is
+// not decided per element). double -> F32 checks the whole array once for finite values beyond
+// FLT_MAX; without them (the usual case) the conversion is a plain, vectorized loop.
+template <typename Scalar>
+void encodeValues(const Scalar* values, std::size_t n, DType out, std::byte* p) noexcept {
+  const auto each = [&](std::size_t size, auto encode) {
+    for (std::size_t k = 0; k < n; ++k, p += size) storeLittle(p, encode(values[k]));
+  };
+  switch (out) {
+    case DType::F32:
+      if constexpr (std::is_same_v<Scalar, float>) {
+        each(4, [](float x) { return std::bit_cast<std::uint32_t>(x); });
+      } else {
+        constexpr double kMax = static_cast<double>(std::numeric_limits<float>::max());
+        std::size_t beyond = 0;  // counted, not or-ed into a bool: the count vectorizes
+        for (std::size_t k = 0; k < n; ++k) beyond += std::fabs(values[k]) > kMax;
+        if (beyond != 0) {
+          each(4, [](double x) { return std::bit_cast<std::uint32_t>(narrowToFloat(x)); });
+        } else {  // no magnitude beyond FLT_MAX (NaN passes): the plain conversion rounds right
+          each(4, [](double x) { return std::bit_cast<std::uint32_t>(static_cast<float>(x)); });
+        }
+      }
+      break;
+    case DType::F64:
+      each(8, [](Scalar x) { return std::bit_cast<std::uint64_t>(static_cast<double>(x)); });
+      break;
+    case DType::F16:
+      each(2, [](Scalar x) { return detail::roundToFormat<detail::F16Format>(x); });
+      break;
+    default:  // BF16
+      each(2, [](Scalar x) { return detail::roundToFormat<detail::BF16Format>(x); });
+      break;
+  }
+}
+
 template <typename Scalar>
 Scalar fromDouble(double d) noexcept {
   if constexpr (std::is_same_v<Scalar, float>) {
@@ -738,30 +773,8 @@ void SafeTensorsWriter::addEncodedImpl(std::string name, std::vector<std::int64_
 
   std::size_t n = 1;
   for (const std::int64_t d : shape) n *= static_cast<std::size_t>(d);
-  const std::size_t size = dtypeSize(out);
-  std::vector<std::byte> data(n * size);
-  std::byte* p = data.data();
-  for (std::size_t k = 0; k < n; ++k, p += size) {
-    const Scalar x = values[k];
-    switch (out) {
-      case DType::F32:
-        if constexpr (std::is_same_v<Scalar, float>) {
-          storeLittle(p, std::bit_cast<std::uint32_t>(x));
-        } else {
-          storeLittle(p, std::bit_cast<std::uint32_t>(narrowToFloat(x)));
-        }
-        break;
-      case DType::F64:
-        storeLittle(p, std::bit_cast<std::uint64_t>(static_cast<double>(x)));
-        break;
-      case DType::F16:
-        storeLittle(p, detail::roundToFormat<detail::F16Format>(x));
-        break;
-      default:  // BF16
-        storeLittle(p, detail::roundToFormat<detail::BF16Format>(x));
-        break;
-    }
-  }
+  std::vector<std::byte> data(n * dtypeSize(out));
+  encodeValues(values, n, out, data.data());
 
   const std::size_t index = m_entries.size();
   m_entries.push_back(Entry{name, out, std::move(shape), std::move(data)});

@@ -165,6 +165,21 @@ Index ruleRank(const Plan& p, const Eigen::VectorXd& sigma, const PeftAdapterFil
   return m.rank;
 }
 
+// Half the distance from 1 to the next number in `type`; 0 for F64 (the computation's own
+// precision).
+double unitRoundoff(DType type) {
+  switch (type) {
+    case DType::F32:
+      return 0x1p-24;
+    case DType::F16:
+      return 0x1p-11;
+    case DType::BF16:
+      return 0x1p-8;
+    default:
+      return 0;
+  }
+}
+
 struct ModuleResult {
   Index oldRank = 0, newRank = 0;
   double oldAlpha = 0, newAlpha = 0, scaling = 0;
@@ -190,6 +205,7 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
   const DType outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhereResize);
   const auto& modules = file.modules();
   const ScalingMode mode = file.scalingMode();
+  const double roundoff = unitRoundoff(outType);
 
   std::vector<ModuleResult> results(modules.size());
   // The output streams to its staging file as modules finish, in module order (so the file does
@@ -215,7 +231,12 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
           Eigen::MatrixXd At;  // the new A, transposed, when the rank changes
           bool transposed = false;
           const double s = file.scaling(m);
-          const linalg::FactoredSVD<double> svd(B, A, s);
+          // The new factors are stored in outType: singular vectors orthonormal to its unit
+          // roundoff are as good as exact ones, and well-conditioned factors then take one
+          // Cholesky QR pass instead of two.
+          linalg::FactoredSVD<double> svd;
+          svd.setOrthogonalityTolerance(roundoff);
+          svd.compute(B, A, s);
           if (svd.info() != Eigen::Success)
             detail::fail(kWhereResize,
                          "expected the SVD of s·B·A for '{}' to converge, got no convergence",

@@ -169,11 +169,12 @@ class PeftAdapterWriter {
     checkModule(where, module, A.rows(), A.cols(), B.rows(), B.cols(), alpha, dora, m.size(),
                 m.rows() == 1 || m.cols() == 1);
     // Evaluated once: Eigen's allFinite() reads an expression twice, and a nullary expression
-    // such as MatrixXf::Random gives different values on each read (plain matrices: no copy).
-    const auto& Ae = A.derived().eval();
-    const auto& Be = B.derived().eval();
-    const auto& me = m.derived().eval();
-    if (!Ae.allFinite() || !Be.allFinite() || (dora && !me.allFinite()))
+    // such as MatrixXf::Random gives different values on each read (matrices and views of their
+    // storage, such as a transpose, are read in place).
+    const auto& Ae = evaluatedOnce(A);
+    const auto& Be = evaluatedOnce(B);
+    const auto& me = evaluatedOnce(m);
+    if (!allFinite(Ae) || !allFinite(Be) || (dora && !allFinite(me)))
       detail::fail(where, "expected finite A, B and magnitude for module '{}', got NaN or Inf",
                    module);
     SafeTensorsWriter local;
@@ -185,6 +186,30 @@ class PeftAdapterWriter {
     return *this;
   }
 
+  // An expression with storage of its own (a matrix, a block, a transpose) by reference; any
+  // other expression evaluated into a matrix.
+  template <typename Derived>
+  static decltype(auto) evaluatedOnce(const Eigen::MatrixBase<Derived>& x) {
+    if constexpr ((Derived::Flags & Eigen::DirectAccessBit) != 0) {
+      return static_cast<const Derived&>(x.derived());
+    } else {
+      return x.derived().eval();
+    }
+  }
+  // allFinite(), over the storage in order when it is one contiguous block (Eigen reads a
+  // transpose across its columns, a strided pass).
+  template <typename Derived>
+  static bool allFinite(const Eigen::MatrixBase<Derived>& x) {
+    if constexpr ((Derived::Flags & Eigen::DirectAccessBit) != 0) {
+      const Derived& d = x.derived();
+      if (d.innerStride() == 1 && (d.outerSize() <= 1 || d.outerStride() == d.innerSize())) {
+        using Scalar = typename Derived::Scalar;
+        return Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(d.data(), d.size())
+            .allFinite();
+      }
+    }
+    return x.allFinite();
+  }
   void checkModule(const char* where, std::string_view module, Eigen::Index aRows,
                    Eigen::Index aCols, Eigen::Index bRows, Eigen::Index bCols, double alpha,
                    bool dora, Eigen::Index mSize, bool mIsVector) const;

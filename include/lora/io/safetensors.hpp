@@ -209,6 +209,19 @@ class SafeTensorsWriter {
   SafeTensorsWriter& add(std::string name, const Eigen::MatrixBase<Derived>& m,
                          DType out = DType::F32) {
     using Work = WorkScalar<typename Derived::Scalar>;
+    if constexpr (std::is_same_v<typename Derived::Scalar, Work> &&
+                  (Derived::Flags & Eigen::RowMajorBit) &&
+                  (Derived::Flags & Eigen::DirectAccessBit)) {
+      // Already row-major and contiguous (say, the transpose of a column-major matrix): encoded
+      // from its own storage, no copy.
+      const Derived& d = m.derived();
+      if (d.innerStride() == 1 && (d.rows() <= 1 || d.outerStride() == d.cols())) {
+        addEncoded(std::move(name),
+                   {static_cast<std::int64_t>(d.rows()), static_cast<std::int64_t>(d.cols())},
+                   d.data(), out, "SafeTensorsWriter::add");
+        return *this;
+      }
+    }
     const Eigen::Matrix<Work, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rowMajor =
         m.template cast<Work>();
     addEncoded(

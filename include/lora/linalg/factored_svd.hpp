@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -29,6 +30,9 @@ namespace lora::linalg {
 /// the factor's condition number is well below 1/√ε. When the Cholesky factorization fails, the
 /// factor has more columns than rows, or the condition estimate exceeds conditionLimit(), that
 /// factor falls back to Householder QR (qrMethodB() / qrMethodA() say which ran).
+/// Results that will be stored in a lower precision can trade orthogonality for speed:
+/// setOrthogonalityTolerance() lets a well-conditioned factor take one Cholesky QR pass instead
+/// of two (half the products with the tall factor).
 /// B and A are normalized by their largest entry first, so tiny or huge scales neither underflow
 /// nor overflow inside the core. At most k = min(r, out, in) singular values exist; they are sorted
 /// in decreasing order, and U (out x k) and V (in x k) have orthonormal columns even where σ = 0
@@ -51,8 +55,9 @@ class FactoredSVD {
   static_assert(std::is_floating_point_v<Scalar>,
                 "lora::linalg::FactoredSVD: Scalar must be a real floating-point type");
 
-  /// How the QR of a factor was computed.
-  enum class QrMethod { CholeskyQR2, Householder };
+  /// How the QR of a factor was computed: two Cholesky QR passes, one (only under an
+  /// orthogonality tolerance, see setOrthogonalityTolerance()), or Householder QR.
+  enum class QrMethod { CholeskyQR2, CholeskyQR, Householder };
 
   /// The largest estimated condition number of a (normalized) factor for which CholeskyQR2 runs:
   /// 0.01/√ε (about 29 for float, 6.7e5 for double); above it, Householder QR.
@@ -61,6 +66,23 @@ class FactoredSVD {
   }
 
   FactoredSVD() = default;
+
+  /// Accepts a loss of orthogonality up to \p tolerance in U and V (‖UᵀU − I‖) in exchange for
+  /// less work: a factor whose estimated ε·κ² is at least 100x below \p tolerance gets one
+  /// Cholesky QR pass (Q = X R⁻¹ applied once, at the end, to the singular vectors of the core)
+  /// instead of two; the product U Σ Vᵀ stays s·B·A to working precision either way. 0, the
+  /// default: U and V as orthonormal as Householder's. Meant for results stored in a lower
+  /// precision: `lora resize` writing float32 factors passes 2⁻²⁴. Takes effect at the next
+  /// compute(); a negative or NaN tolerance throws lora::Error (and changes nothing).
+  FactoredSVD& setOrthogonalityTolerance(RealScalar tolerance) {
+    if (!(tolerance >= RealScalar(0)))
+      detail::fail("FactoredSVD::setOrthogonalityTolerance", "expected a tolerance >= 0, got {}",
+                   tolerance);
+    m_tolerance = tolerance;
+    return *this;
+  }
+  /// The tolerance set by setOrthogonalityTolerance() (0 by default).
+  RealScalar orthogonalityTolerance() const { return m_tolerance; }
 
   /// Computes the SVD of \p scale · \p B · \p A. \p options: Eigen::ComputeThinU and/or
   /// Eigen::ComputeThinV (both by default); 0 computes singular values only.
@@ -86,7 +108,8 @@ class FactoredSVD {
     requireComputed("FactoredSVD::singularValues");
     return m_singularValues;
   }
-  /// Left singular vectors, out x k, orthonormal columns (needs Eigen::ComputeThinU).
+  /// Left singular vectors, out x k, orthonormal columns (to orthogonalityTolerance() when it is
+  /// set; needs Eigen::ComputeThinU).
   const Matrix& matrixU() const {
     requireComputed("FactoredSVD::matrixU");
     if (!m_computedU)
@@ -118,7 +141,8 @@ class FactoredSVD {
   Index size() const { return m_singularValues.size(); }
   /// The factors' inner dimension r.
   Index factorRank() const { return m_rB.cols(); }
-  /// How the QR of B (of A^T) was computed: CholeskyQR2, or Householder QR as the fallback.
+  /// How the QR of B (of A^T) was computed: CholeskyQR2, CholeskyQR (one pass, under an
+  /// orthogonality tolerance), or Householder QR as the fallback.
   QrMethod qrMethodB() const {
     requireComputed("FactoredSVD::qrMethodB");
     return m_methodB;
@@ -147,10 +171,14 @@ class FactoredSVD {
   Matrix coordinates(const char* where, const Matrix& R, const Matrix& coreVectors,
                      RealScalar norm) const;
   // One factor's orthonormal basis Q = Q1 · right (rows x p), kept as its two parts: `right` is
-  // empty when Q1 already is orthonormal (Householder) and R2^{-1} after CholeskyQR2. Q itself is
-  // never formed: U = Q1 (right U_c) is one product with the tall matrix.
+  // empty when Q1 already is orthonormal (Householder) and R2^{-1} after CholeskyQR2. After one
+  // Cholesky QR pass Q1 is the factor X itself (`source`, read in place) and `right` R1^{-1}.
+  // Q itself is never formed: U = Q1 (right U_c) is one product with the tall matrix.
+  // `scaled` holds the factor divided by its largest entry when it needed scaling.
   struct Basis {
-    Matrix Q1, right;
+    Matrix Q1, right, scaled;
+    std::optional<ConstRef> source;
+    bool sourceTransposed = false;
   };
   // A factor X = M (B) or X = M^T (A^T), rows x r; the orientation is chosen at run time, so the
   // QRs are compiled once per Scalar.
@@ -162,8 +190,9 @@ class FactoredSVD {
   };
   // Thin QR of X (rows x r, B or A^T): the basis above and R (p x r) upper triangular, p =
   // min(rows, r); CholeskyQR2 when it is safe, else Householder.
-  static QrMethod thinQR(const Factor& X, Basis& basis, Matrix& R);
-  static bool choleskyQR2(const Factor& X, Basis& basis, Matrix& R);
+  static QrMethod thinQR(const Factor& X, Basis& basis, Matrix& R, RealScalar tolerance);
+  static bool choleskyQR(const Factor& X, Basis& basis, Matrix& R, RealScalar tolerance,
+                         QrMethod& method);
   // basis.Q1 · (basis.right · C), the orthonormal basis times the p x k matrix C (k <= p),
   // computed in basis.Q1's storage, block of rows by block of rows, and returned.
   static Matrix applyBasis(Basis& basis, const Matrix& C);
@@ -172,6 +201,7 @@ class FactoredSVD {
   QrMethod m_methodB = QrMethod::CholeskyQR2, m_methodA = QrMethod::CholeskyQR2;
   Vector m_singularValues;
   RealScalar m_normB = 1, m_normA = 1;
+  RealScalar m_tolerance = 0;
   Eigen::ComputationInfo m_info = Eigen::Success;
   bool m_computedU = false, m_computedV = false, m_initialized = false;
 };
@@ -215,22 +245,23 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
   basisA.Q1.swap(m_matrixV);
   Matrix rB, rA;  // pB x r, pA x r
   QrMethod methodB = QrMethod::Householder, methodA = QrMethod::Householder;
+  const RealScalar tolerance = m_tolerance;
   const auto qrB = [&] {
     if (normB != RealScalar(1)) {
-      const Matrix scaled = B / normB;
-      const ConstRef ref(scaled);
-      methodB = thinQR({ref, false}, basisB, rB);
+      basisB.scaled = B / normB;
+      const ConstRef ref(basisB.scaled);
+      methodB = thinQR({ref, false}, basisB, rB, tolerance);
     } else {
-      methodB = thinQR({B, false}, basisB, rB);
+      methodB = thinQR({B, false}, basisB, rB, tolerance);
     }
   };
   const auto qrA = [&] {
     if (normA != RealScalar(1)) {
-      const Matrix scaled = A / normA;
-      const ConstRef ref(scaled);
-      methodA = thinQR({ref, true}, basisA, rA);
+      basisA.scaled = A / normA;
+      const ConstRef ref(basisA.scaled);
+      methodA = thinQR({ref, true}, basisA, rA, tolerance);
     } else {
-      methodA = thinQR({A, true}, basisA, rA);
+      methodA = thinQR({A, true}, basisA, rA, tolerance);
     }
   };
   // B and A are independent: with two or three threads each factor gets one (a GEMM on 4096 x 64
@@ -281,10 +312,15 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
 }
 
 template <typename Scalar_>
-bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R) {
+bool FactoredSVD<Scalar_>::choleskyQR(const Factor& X, Basis& basis, Matrix& R,
+                                      RealScalar tolerance, QrMethod& method) {
   // Pass 1: X^T X = R1^T R1, Q1 = X R1^{-1}. Its loss of orthogonality, about ε·κ(X)², is what the
   // condition limit bounds; pass 2, Q1^T Q1 = R2^T R2, makes Q1 R2^{-1} orthonormal to about ε.
   // The triangular inverses are r x r; every product with X or Q1 is a plain GEMM (threaded).
+  // Under a tolerance that ε·κ² (estimated) stays 100x below, pass 1 is all: Q1 is not formed,
+  // X R1^{-1} is applied once to the core's singular vectors (Yamamoto, Nakatsukasa, Yanagisawa,
+  // Fukaya, "Roundoff error analysis of the CholeskyQR2 algorithm", ETNA 44, 2015: the loss of
+  // orthogonality of one pass is O(ε·κ²)).
   const Index r = X.cols();
   Matrix G;
   if (X.transposed)
@@ -298,6 +334,17 @@ bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R)
   if (!(llt1.rcond() > RealScalar(1) / (limit * limit))) return false;
   Matrix inverse = Matrix::Identity(r, r);
   llt1.matrixU().solveInPlace(inverse);  // R1^{-1}
+  const RealScalar estimate = Eigen::NumTraits<RealScalar>::epsilon() / llt1.rcond();
+  if (tolerance > RealScalar(0) && RealScalar(100) * estimate <= tolerance) {
+    if (!inverse.allFinite()) return false;
+    basis.Q1.resize(0, 0);
+    basis.source.emplace(X.M);
+    basis.sourceTransposed = X.transposed;
+    basis.right.swap(inverse);
+    R = llt1.matrixU();
+    method = QrMethod::CholeskyQR;
+    return R.allFinite();
+  }
   if (X.transposed)
     basis.Q1.noalias() = X.M.transpose() * inverse;
   else
@@ -309,14 +356,18 @@ bool FactoredSVD<Scalar_>::choleskyQR2(const Factor& X, Basis& basis, Matrix& R)
   llt2.matrixU().solveInPlace(basis.right);  // R2^{-1}
   const Matrix R1 = llt1.matrixU(), R2 = llt2.matrixU();
   R.noalias() = R2 * R1;
+  method = QrMethod::CholeskyQR2;
   return basis.Q1.allFinite() && basis.right.allFinite() && R.allFinite();
 }
 
 template <typename Scalar_>
 typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Factor& X, Basis& basis,
-                                                                     Matrix& R) {
+                                                                     Matrix& R,
+                                                                     RealScalar tolerance) {
   const Index rows = X.rows(), r = X.cols(), p = std::min(rows, r);
-  if (r <= rows && choleskyQR2(X, basis, R)) return QrMethod::CholeskyQR2;
+  QrMethod method = QrMethod::CholeskyQR2;
+  if (r <= rows && choleskyQR(X, basis, R, tolerance, method)) return method;
+  basis.source.reset();
   Eigen::HouseholderQR<Matrix> qr(rows, r);
   if (X.transposed)
     qr.compute(X.M.transpose());
@@ -333,13 +384,34 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::applyBasis(Basis& ba
                                                                        const Matrix& C) {
   const Matrix M =
       basis.right.size() == 0 ? C : Matrix(basis.right.template triangularView<Eigen::Upper>() * C);
+  constexpr Index kBlock = 256;
+  const auto threadsFor = [](Index blocks) {
+    return static_cast<int>(std::min<Index>(lora::numThreads(), blocks));
+  };
+  const Index k = M.cols();
+  if (basis.source) {  // one Cholesky QR pass: X (R1^{-1} C), X read in place
+    const ConstRef& X = *basis.source;
+    const bool transposed = basis.sourceTransposed;
+    const Index rows = transposed ? X.cols() : X.rows();
+    Matrix out(rows, k);
+    const Index blocks = (rows + kBlock - 1) / kBlock;
+    const int threads = threadsFor(blocks);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (Index b = 0; b < blocks; ++b) {
+      const Index begin = b * kBlock, n = std::min(kBlock, rows - begin);
+      if (transposed)
+        out.middleRows(begin, n).noalias() = X.middleCols(begin, n).transpose() * M;
+      else
+        out.middleRows(begin, n).noalias() = X.middleRows(begin, n) * M;
+    }
+    return out;
+  }
   Matrix& Q = basis.Q1;
-  const Index rows = Q.rows(), k = M.cols();
+  const Index rows = Q.rows();
   // Each output row depends on the same row of Q only: blocks of rows are replaced in place (no
   // second tall matrix), on several threads.
-  constexpr Index kBlock = 256;
   const Index blocks = (rows + kBlock - 1) / kBlock;
-  const int threads = static_cast<int>(std::min<Index>(lora::numThreads(), blocks));
+  const int threads = threadsFor(blocks);
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (Index b = 0; b < blocks; ++b) {
     const Index begin = b * kBlock, n = std::min(kBlock, rows - begin);
