@@ -17,13 +17,14 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEB
   -DCMAKE_CXX_COMPILER=clang++-14 -DLORA_SANITIZE=address,undefined -DLORA_BUILD_FUZZERS=ON \
   -DLORA_BUILD_TESTS=OFF -DLORA_BUILD_EXAMPLES=OFF -DLORA_BUILD_BENCHMARKS=OFF \
   -DLORA_BUILD_TOOLS=OFF -DLORA_INSTALL=OFF -DLORA_OPENMP=OFF -DLORA_LAPACK=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target fuzz_safetensors fuzz_adapter_config
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_safetensors fuzz_adapter_config fuzz_gguf
 
 # Seeds: copies of the fixtures' files (libFuzzer adds new inputs to the first corpus folder, and
 # the fixtures are never written).
 seeds=build-fuzz/seeds
 rm -rf "$seeds" build-fuzz/corpus build-fuzz/findings
-mkdir -p "$seeds/safetensors" "$seeds/adapter_config" build-fuzz/findings
+mkdir -p "$seeds/safetensors" "$seeds/adapter_config" "$seeds/gguf" build-fuzz/findings
+cp fuzz/seeds/gguf/* "$seeds/gguf/"
 find "$fixtures" -name '*.safetensors' -size -1024k | while read -r f; do
   cp "$f" "$seeds/safetensors/$(echo "$f" | md5sum | cut -c1-16)"
 done
@@ -42,13 +43,13 @@ run_fuzzer() {
     "build-fuzz/corpus/$target" "$seeds/$target" >"build-fuzz/fuzz_$target.log" 2>&1
 }
 declare -A pids
-for target in safetensors adapter_config; do
+for target in safetensors adapter_config gguf; do
   echo "== fuzz_$target: ${seconds}s from $(ls "$seeds/$target" | wc -l) seeds"
   run_fuzzer "$target" &
   pids[$target]=$!
 done
 failed=0
-for target in safetensors adapter_config; do
+for target in safetensors adapter_config gguf; do
   status=0
   wait "${pids[$target]}" || status=$?
   echo "== fuzz_$target"

@@ -30,5 +30,5 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
-echo "== libFuzzer: the safetensors and adapter_config readers (scripts/fuzz.sh)"
+echo "== libFuzzer: the safetensors, adapter_config and GGUF readers (scripts/fuzz.sh)"
 bash scripts/fuzz.sh

@@ -11,6 +11,7 @@ void addInspect(CLI::App& app);
 void addMerge(CLI::App& app);
 void addResize(CLI::App& app);
 void addConvertPissa(CLI::App& app);
+void addConvert(CLI::App& app);
 void addRecommend(CLI::App& app);
 void addCapacity(CLI::App& app);
 

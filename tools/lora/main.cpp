@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   lora::cli::addMerge(app);
   lora::cli::addResize(app);
   lora::cli::addConvertPissa(app);
+  lora::cli::addConvert(app);
   lora::cli::addRecommend(app);
   lora::cli::addCapacity(app);
   try {

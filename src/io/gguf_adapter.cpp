@@ -1,0 +1,441 @@
+// PEFT <-> GGUF LoRA adapters. Names, layout and the q/k permutation follow llama.cpp's
+// convert_lora_to_gguf.py / convert_hf_to_gguf.py (LlamaModel.permute) and src/llama-adapter.cpp.
+#include "lora/io/gguf_adapter.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "lora/error.hpp"
+#include "lora/io/adapter_config.hpp"
+#include "lora/io/peft_file.hpp"
+#include "lora/io/peft_writer.hpp"
+#include "lora/threads.hpp"
+
+namespace lora {
+
+namespace fs = std::filesystem;
+using detail::fail;
+
+namespace {
+
+constexpr std::string_view kLayers = "model.layers.";
+constexpr std::string_view kBlk = "blk.";
+
+// The per-layer weights of llama and qwen2 (gguf-py constants.py / tensor_mapping.py names).
+constexpr GgufModuleRule kLlamaModules[] = {
+    {"self_attn.q_proj", "attn_q", GgufPermute::Query},
+    {"self_attn.k_proj", "attn_k", GgufPermute::Key},
+    {"self_attn.v_proj", "attn_v", GgufPermute::None},
+    {"self_attn.o_proj", "attn_output", GgufPermute::None},
+    {"mlp.gate_proj", "ffn_gate", GgufPermute::None},
+    {"mlp.up_proj", "ffn_up", GgufPermute::None},
+    {"mlp.down_proj", "ffn_down", GgufPermute::None},
+};
+constexpr GgufModuleRule kQwen2Modules[] = {
+    {"self_attn.q_proj", "attn_q", GgufPermute::None},
+    {"self_attn.k_proj", "attn_k", GgufPermute::None},
+    {"self_attn.v_proj", "attn_v", GgufPermute::None},
+    {"self_attn.o_proj", "attn_output", GgufPermute::None},
+    {"mlp.gate_proj", "ffn_gate", GgufPermute::None},
+    {"mlp.up_proj", "ffn_up", GgufPermute::None},
+    {"mlp.down_proj", "ffn_down", GgufPermute::None},
+};
+constexpr std::string_view kLlamaClasses[] = {"LlamaForCausalLM", "MistralForCausalLM",
+                                              "LLaMAForCausalLM"};
+constexpr std::string_view kLlamaTypes[] = {"llama", "mistral"};
+constexpr std::string_view kQwen2Classes[] = {"Qwen2ForCausalLM"};
+constexpr std::string_view kQwen2Types[] = {"qwen2"};
+
+constexpr GgufArchitecture kArchitectures[] = {
+    {"llama", kLlamaModules, kLlamaClasses, kLlamaTypes},
+    {"qwen2", kQwen2Modules, kQwen2Classes, kQwen2Types},
+};
+
+// "model.layers.N.<suffix>" -> N and suffix; false for any other name.
+bool splitLayer(std::string_view name, std::string_view prefix, unsigned& layer,
+                std::string_view& rest) {
+  if (!name.starts_with(prefix)) return false;
+  name.remove_prefix(prefix.size());
+  const auto dot = name.find('.');
+  if (dot == 0 || dot == std::string_view::npos) return false;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + dot, layer);
+  if (ec != std::errc() || end != name.data() + dot) return false;
+  if (dot > 1 && name[0] == '0') return false;  // no leading zeros: one spelling per layer
+  rest = name.substr(dot + 1);
+  return !rest.empty();
+}
+
+const GgufModuleRule* ruleForHf(const GgufArchitecture& arch, std::string_view suffix) {
+  for (const GgufModuleRule& r : arch.modules)
+    if (r.hf == suffix) return &r;
+  return nullptr;
+}
+
+const GgufModuleRule* ruleForGguf(const GgufArchitecture& arch, std::string_view weight) {
+  for (const GgufModuleRule& r : arch.modules)
+    if (r.gguf == weight) return &r;
+  return nullptr;
+}
+
+int headsFor(const GgufModuleRule& rule, const GgufHeads& heads, const std::string& module,
+             std::string_view where) {
+  const int n = rule.permute == GgufPermute::Query ? heads.nHead
+                : heads.nHeadKv > 0                ? heads.nHeadKv
+                                                   : heads.nHead;
+  if (n <= 0)
+    fail(where,
+         "expected the head counts for module '{}' (llama permutes q and k per head: give "
+         "--base-config CONFIG.json or --n-head/--n-head-kv), got none",
+         module);
+  return n;
+}
+
+}  // namespace
+
+std::string ggufDefaultName(const fs::path& adapterDir) {
+  // gguf-py's id_to_title: dashes become spaces, all-lowercase words are capitalized except
+  // version-like ones (v1.2, 7b).
+  fs::path p = adapterDir;
+  if (!p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
+  std::string id = p.filename().string();
+  std::replace(id.begin(), id.end(), '-', ' ');
+  std::string out, word;
+  const auto flush = [&] {
+    if (word.empty()) return;
+    const bool lower =
+        std::any_of(word.begin(), word.end(),
+                    [](char c) { return std::islower(static_cast<unsigned char>(c)); }) &&
+        std::none_of(word.begin(), word.end(),
+                     [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+    const bool versionLike =
+        std::isdigit(static_cast<unsigned char>(word[0])) ||
+        (word[0] == 'v' && word.size() > 1 && std::isdigit(static_cast<unsigned char>(word[1])));
+    if (lower && !versionLike)
+      word[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(word[0])));
+    if (!out.empty()) out += ' ';
+    out += word;
+    word.clear();
+  };
+  for (const char c : id) {
+    if (std::isspace(static_cast<unsigned char>(c)))
+      flush();
+    else
+      word += c;
+  }
+  flush();
+  return out;
+}
+
+std::span<const GgufArchitecture> ggufArchitectures() noexcept {
+  return kArchitectures;
+}
+
+const GgufArchitecture& ggufArchitecture(std::string_view name, std::string_view where) {
+  for (const GgufArchitecture& a : kArchitectures)
+    if (a.name == name) return a;
+  std::vector<std::string_view> known;
+  for (const GgufArchitecture& a : kArchitectures) known.push_back(a.name);
+  fail(where, "expected a known architecture ({}), got '{}'", fmt::join(known, ", "), name);
+}
+
+GgufBaseConfig readBaseConfig(const fs::path& path) {
+  constexpr std::string_view kWhere = "readBaseConfig";
+  std::error_code ec;
+  const fs::path file = fs::is_directory(path, ec) ? path / "config.json" : path;
+  std::ifstream in(file);
+  if (!in) fail(kWhere, "expected a readable config.json, got '{}'", file.string());
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(kWhere, "expected valid JSON in '{}', got {}", file.string(), e.what());
+  }
+  if (!j.is_object()) fail(kWhere, "expected a JSON object in '{}'", file.string());
+  GgufBaseConfig out;
+  const auto match = [&](std::string_view hfClass, std::string_view modelType) {
+    for (const GgufArchitecture& a : kArchitectures) {
+      if (!hfClass.empty() &&
+          std::find(a.hfClasses.begin(), a.hfClasses.end(), hfClass) != a.hfClasses.end())
+        return std::string(a.name);
+      if (!modelType.empty() &&
+          std::find(a.modelTypes.begin(), a.modelTypes.end(), modelType) != a.modelTypes.end())
+        return std::string(a.name);
+    }
+    return std::string();
+  };
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
+    out.arch = match(j["architectures"][0].get<std::string>(), "");
+  if (out.arch.empty() && j.contains("model_type") && j["model_type"].is_string())
+    out.arch = match("", j["model_type"].get<std::string>());
+  const auto count = [&](const char* key) -> int {
+    if (!j.contains(key) || j[key].is_null()) return 0;
+    if (!j[key].is_number_integer() || j[key].get<long long>() <= 0 ||
+        j[key].get<long long>() > 1 << 20)
+      fail(kWhere, "expected {} to be a positive integer in '{}', got {}", key, file.string(),
+           j[key].dump());
+    return static_cast<int>(j[key].get<long long>());
+  };
+  out.heads.nHead = count("num_attention_heads");
+  out.heads.nHeadKv = count("num_key_value_heads");
+  if (out.heads.nHeadKv == 0) out.heads.nHeadKv = out.heads.nHead;
+  return out;
+}
+
+Eigen::MatrixXf permuteHeads(const Eigen::Ref<const Eigen::MatrixXf>& B, int heads, bool inverse,
+                             std::string_view where) {
+  const Eigen::Index out = B.rows();
+  if (heads <= 0 || out % (2 * Eigen::Index{heads}) != 0)
+    fail(where, "expected a row count divisible by 2 x {} heads for the q/k permutation, got {}",
+         heads, out);
+  // Rows of one head: (2, half) -> (half, 2). Row h·per + t·half + j moves to h·per + 2j + t.
+  const Eigen::Index per = out / heads, half = per / 2;
+  Eigen::MatrixXf P(out, B.cols());
+  for (Eigen::Index h = 0; h < heads; ++h)
+    for (Eigen::Index t = 0; t < 2; ++t)
+      for (Eigen::Index j = 0; j < half; ++j) {
+        const Eigen::Index from = h * per + t * half + j, to = h * per + 2 * j + t;
+        if (inverse)
+          P.row(from) = B.row(to);
+        else
+          P.row(to) = B.row(from);
+      }
+  return P;
+}
+
+GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const fs::path& out,
+                                       const PeftToGgufOptions& options) {
+  constexpr std::string_view kWhere = "convertPeftToGguf";
+  const GgufArchitecture& arch = ggufArchitecture(options.arch, kWhere);
+  if (in.isDora())
+    fail(kWhere,
+         "expected a LoRA adapter without DoRA (llama.cpp has no DoRA magnitudes), got use_dora");
+  if (options.type != GgmlType::F32 && options.type != GgmlType::F16 &&
+      options.type != GgmlType::BF16 && options.type != GgmlType::Q8_0)
+    fail(kWhere, "expected an output type f32, f16, bf16 or q8_0, got {}",
+         ggmlTypeName(options.type));
+
+  struct Planned {
+    const PeftAdapterFile::Module* module;
+    const GgufModuleRule* rule;
+    std::string weight;  // blk.N.attn_q.weight
+    double target;       // s · r: what alpha must be for llama.cpp's alpha / r to be s
+  };
+  GgufConversionReport report;
+  std::vector<Planned> plan;
+  for (const auto& m : in.modules()) {
+    unsigned layer = 0;
+    std::string_view suffix;
+    // HF CausalLM names (model.layers.N...) or the bare model's (layers.N...).
+    const bool layered = splitLayer(m.name, kLayers, layer, suffix) ||
+                         splitLayer(m.name, kLayers.substr(6), layer, suffix);
+    const GgufModuleRule* rule = layered ? ruleForHf(arch, suffix) : nullptr;
+    if (rule == nullptr) {
+      if (options.skipUnknown) {
+        report.skipped.push_back(m.name);
+        continue;
+      }
+      fail(kWhere,
+           "expected modules that {} has in llama.cpp (model.layers.N.self_attn.q_proj, ...), got "
+           "'{}' (pass --skip-unknown to leave it out)",
+           arch.name, m.name);
+    }
+    // s · r: alpha for a plain module, alpha · √r with rsLoRA.
+    const double target = in.scalingMode() == ScalingMode::RsLora
+                              ? m.alpha * std::sqrt(static_cast<double>(m.rank))
+                              : m.alpha;
+    plan.push_back({&m, rule, fmt::format("blk.{}.{}.weight", layer, rule->gguf), target});
+  }
+  if (plan.empty()) fail(kWhere, "expected at least one module to convert, got none");
+  // llama.cpp's converter reads the tensors in sorted-name order (safetensors' keys()).
+  std::stable_sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
+    return a.module->keyA < b.module->keyA;
+  });
+
+  // The file's alpha: the float32 value of s·r most modules share (the first on ties).
+  std::map<float, std::size_t> votes;
+  float alpha = 0;
+  std::size_t best = 0;
+  for (const Planned& p : plan) {
+    const std::size_t v = ++votes[static_cast<float>(p.target)];
+    if (v > best) {
+      best = v;
+      alpha = static_cast<float>(p.target);
+    }
+  }
+  report.alpha = alpha;
+
+  // Modules are decoded, permuted, folded and encoded in parallel; added in order after.
+  struct Encoded {
+    std::vector<std::byte> a, b;
+    GgmlType typeA = GgmlType::F32, typeB = GgmlType::F32;
+    std::vector<std::uint64_t> neA, neB;
+    bool folded = false;
+  };
+  std::vector<Encoded> encoded(plan.size());
+  std::vector<std::exception_ptr> errors(plan.size());
+  const auto encode = [&](const Eigen::MatrixXf& m, GgmlType& type, std::vector<std::uint64_t>& ne,
+                          std::vector<std::byte>& bytes) {
+    type = options.type;
+    // Q8_0 needs rows in whole blocks; the converter writes other tensors as F16.
+    if (type == GgmlType::Q8_0 && m.cols() % 32 != 0) type = GgmlType::F16;
+    const auto [block, blockBytes] = ggmlBlock(type);
+    ne = {static_cast<std::uint64_t>(m.cols()), static_cast<std::uint64_t>(m.rows())};
+    const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = m;
+    bytes.resize(static_cast<std::size_t>(rows.size()) / block * blockBytes);
+    detail::encodeGgml(rows.data(), static_cast<std::size_t>(rows.size()), type, bytes.data());
+  };
+  const int threads = std::max(1, lora::numThreads());
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    try {
+      const Planned& p = plan[i];
+      const auto& m = *p.module;
+      const Eigen::MatrixXf A = in.A<float>(m);
+      Eigen::MatrixXf B = in.B<float>(m);
+      if (!A.allFinite() || !B.allFinite())
+        fail(kWhere, "expected finite factors for module '{}', got NaN or Inf", m.name);
+      if (static_cast<float>(p.target) != alpha) {
+        B = (B.cast<double>() * (p.target / static_cast<double>(alpha))).cast<float>();
+        encoded[i].folded = true;
+      }
+      if (p.rule->permute != GgufPermute::None)
+        B = permuteHeads(B, headsFor(*p.rule, options.heads, m.name, kWhere), false, kWhere);
+      encode(A, encoded[i].typeA, encoded[i].neA, encoded[i].a);
+      encode(B, encoded[i].typeB, encoded[i].neB, encoded[i].b);
+      in.release(m);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::string(std::string(arch.name)));
+  w.set("general.type", GgufValue::string("adapter"));
+  w.set("adapter.type", GgufValue::string("lora"));
+  if (!options.name.empty()) w.set("general.name", GgufValue::string(options.name));
+  w.set("adapter.lora.alpha", GgufValue::float32(alpha));
+  w.set("general.quantization_version", GgufValue::unsignedInt(GgufType::UInt32, 2));
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    Encoded& e = encoded[i];
+    w.addRaw(plan[i].weight + ".lora_a", e.typeA, std::move(e.neA), std::move(e.a));
+    w.addRaw(plan[i].weight + ".lora_b", e.typeB, std::move(e.neB), std::move(e.b));
+    if (e.folded) report.folded.push_back(plan[i].module->name);
+  }
+  w.write(out);
+  report.modules = plan.size();
+  return report;
+}
+
+GgufConversionReport convertGgufToPeft(const GgufReader& in, const fs::path& outDir,
+                                       const GgufToPeftOptions& options) {
+  constexpr std::string_view kWhere = "convertGgufToPeft";
+  const auto stringKey = [&](std::string_view key) -> std::string {
+    const GgufValue* v = in.find(key);
+    if (v == nullptr)
+      fail(kWhere, "expected the key {} in '{}' (a LoRA adapter), got none", key, in.source());
+    return v->asString(kWhere, key);
+  };
+  if (const std::string t = stringKey("general.type"); t != "adapter")
+    fail(kWhere, "expected general.type 'adapter' in '{}', got '{}'", in.source(), t);
+  if (const std::string t = stringKey("adapter.type"); t != "lora")
+    fail(kWhere, "expected adapter.type 'lora' in '{}', got '{}'", in.source(), t);
+  const GgufArchitecture& arch = ggufArchitecture(stringKey("general.architecture"), kWhere);
+  // llama.cpp requires a FLOAT32 alpha; without one it applies each pair unscaled (alpha = r).
+  std::optional<double> alpha;
+  if (const GgufValue* a = in.find("adapter.lora.alpha")) {
+    if (a->type() != GgufType::Float32)
+      fail(kWhere, "expected adapter.lora.alpha as a FLOAT32 in '{}' (llama.cpp needs it), got {}",
+           in.source(), ggufTypeName(a->type()));
+    alpha = a->asFloat(kWhere, "adapter.lora.alpha");
+    if (!(*alpha > 0) || !std::isfinite(*alpha))
+      fail(kWhere, "expected a positive finite adapter.lora.alpha in '{}', got {}", in.source(),
+           *alpha);
+  }
+
+  struct Pair {
+    const GgufTensorInfo* a = nullptr;
+    const GgufTensorInfo* b = nullptr;
+    const GgufModuleRule* rule = nullptr;
+    std::string module;
+  };
+  std::vector<Pair> pairs;
+  std::map<std::string, std::size_t, std::less<>> index;
+  for (const GgufTensorInfo& t : in.tensors()) {
+    const bool isA = t.name.ends_with(".lora_a"), isB = t.name.ends_with(".lora_b");
+    if (!isA && !isB)
+      fail(kWhere, "expected only .lora_a and .lora_b tensors in '{}', got '{}'", in.source(),
+           t.name);
+    const std::string weight = t.name.substr(0, t.name.size() - 7);
+    unsigned layer = 0;
+    std::string_view rest;
+    const GgufModuleRule* rule = nullptr;
+    if (splitLayer(weight, kBlk, layer, rest) && rest.ends_with(".weight")) {
+      rest.remove_suffix(7);
+      rule = ruleForGguf(arch, rest);
+    }
+    if (rule == nullptr)
+      fail(kWhere,
+           "expected tensors of {}'s layers (blk.N.attn_q.weight.lora_a, ...) in '{}', got "
+           "'{}'",
+           arch.name, in.source(), t.name);
+    auto [it, added] = index.try_emplace(weight, pairs.size());
+    if (added)
+      pairs.push_back({nullptr, nullptr, rule,
+                       fmt::format("{}layers.{}.{}", options.modulePrefix, layer, rule->hf)});
+    Pair& p = pairs[it->second];
+    (isA ? p.a : p.b) = &t;
+  }
+  if (pairs.empty()) fail(kWhere, "expected LoRA tensors in '{}', got none", in.source());
+  for (const Pair& p : pairs) {
+    if (p.a == nullptr || p.b == nullptr)
+      fail(kWhere, "expected both .lora_a and .lora_b for module '{}' in '{}', got only {}",
+           p.module, in.source(), p.a ? ".lora_a" : ".lora_b");
+    if (p.a->ne.size() != 2 || p.b->ne.size() != 2 || p.a->ne[1] != p.b->ne[0])
+      fail(kWhere,
+           "expected lora_a of ne [in, r] and lora_b of ne [r, out] with the same r for module "
+           "'{}' in '{}', got [{}] and [{}]",
+           p.module, in.source(), fmt::join(p.a->ne, ", "), fmt::join(p.b->ne, ", "));
+  }
+
+  AdapterConfig config;
+  config.taskType = "CAUSAL_LM";
+  config.baseModelNameOrPath = options.baseModel;
+  std::set<std::string> targets;
+  for (const Pair& p : pairs) {
+    const std::string_view hf = p.rule->hf;
+    targets.emplace(hf.substr(hf.rfind('.') + 1));
+  }
+  config.targetModules.assign(targets.begin(), targets.end());
+  PeftAdapterWriter writer(config, options.dtype);
+  GgufConversionReport report;
+  for (const Pair& p : pairs) {
+    const Eigen::MatrixXf A = in.matrix(*p.a);
+    Eigen::MatrixXf B = in.matrix(*p.b);
+    if (p.rule->permute != GgufPermute::None)
+      B = permuteHeads(B, headsFor(*p.rule, options.heads, p.module, kWhere), true, kWhere);
+    const double moduleAlpha = alpha ? *alpha : static_cast<double>(A.rows());
+    writer.add(p.module, A, B, moduleAlpha);
+    in.release(*p.a);
+    in.release(*p.b);
+  }
+  writer.write(outDir);
+  report.modules = pairs.size();
+  report.alpha = alpha ? *alpha : 0;
+  return report;
+}
+
+}  // namespace lora
