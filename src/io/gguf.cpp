@@ -43,8 +43,10 @@ U loadLittle(const std::byte* p) noexcept {
 
 template <typename U>
 void putLittle(std::vector<std::byte>& out, U u) {
-  const auto* p = reinterpret_cast<const std::byte*>(&u);
-  out.insert(out.end(), p, p + sizeof(U));
+  const std::size_t at = out.size();
+  out.resize(at +
+             sizeof(U));  // resize + memcpy: GCC 12 warns falsely on insert into an empty vector
+  std::memcpy(out.data() + at, &u, sizeof(U));
 }
 
 bool isScalarType(GgufType t) {
@@ -154,8 +156,9 @@ void writeValue(std::vector<std::byte>& out, const GgufValue& v);
 
 void writeString(std::vector<std::byte>& out, const std::string& s) {
   putLittle<std::uint64_t>(out, s.size());
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  out.insert(out.end(), p, p + s.size());
+  const std::size_t at = out.size();
+  out.resize(at + s.size());
+  if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
 }
 
 void writeScalar(std::vector<std::byte>& out, const GgufValue& v) {

@@ -121,8 +121,15 @@ std::string ggufDefaultName(const fs::path& adapterDir) {
     const bool versionLike =
         std::isdigit(static_cast<unsigned char>(word[0])) ||
         (word[0] == 'v' && word.size() > 1 && std::isdigit(static_cast<unsigned char>(word[1])));
-    if (lower && !versionLike)
-      word[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(word[0])));
+    if (lower && !versionLike) {  // Python's str.title(): each run of letters capitalized
+      bool afterLetter = false;
+      for (char& c : word) {
+        const bool letter = std::isalpha(static_cast<unsigned char>(c)) != 0;
+        if (letter && !afterLetter)
+          c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        afterLetter = letter;
+      }
+    }
     if (!out.empty()) out += ' ';
     out += word;
     word.clear();

@@ -49,6 +49,12 @@ GgufHeads headsFrom(const FormatConvertArgs& a, const GgufBaseConfig* base) {
 void toGguf(const FormatConvertArgs& a) {
   const PeftAdapterFile file = PeftAdapterFile::open(a.in);
   checkOutputFile(kWhereConvert, "OUT", a.out, adapterInputs(a.in), a.force);
+  if (mutatesBase(file.config()))
+    detail::fail(kWhereConvert,
+                 "expected an adapter whose factors apply to the original base weights (llama.cpp "
+                 "adds them to those), got init_lora_weights \"{}\" (run `lora convert-pissa` "
+                 "first)",
+                 file.config().initLoraWeights);
   std::optional<GgufBaseConfig> base;
   if (!a.baseConfig.empty()) base = readBaseConfig(a.baseConfig);
   PeftToGgufOptions o;
