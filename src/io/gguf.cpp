@@ -557,6 +557,22 @@ void decodeGgml(const std::byte* in, std::size_t n, GgmlType type, float* out) {
 static_assert(std::endian::native == std::endian::little,
               "lora/io/gguf: tensor data is copied as little-endian bytes");
 
+std::vector<std::byte> encodeGgmlMatrix(const Eigen::Ref<const Eigen::MatrixXf>& m, GgmlType type) {
+  constexpr std::string_view kWhere = "encodeGgmlMatrix";
+  if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 &&
+      type != GgmlType::Q8_0)
+    fail(kWhere, "expected a tensor type F32, F16, BF16 or Q8_0, got {}", ggmlTypeName(type));
+  const auto [block, blockBytes] = ggmlBlock(type);
+  if (m.cols() % block != 0)
+    fail(kWhere, "expected a row length that is a multiple of {} for {}, got {}", block,
+         ggmlTypeName(type), m.cols());
+  const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = m;
+  const auto n = static_cast<std::size_t>(rows.size());
+  std::vector<std::byte> out(n / block * blockBytes);
+  detail::encodeGgml(rows.data(), n, type, out.data());
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // GgufReader
 
@@ -869,13 +885,10 @@ GgufWriter& GgufWriter::addTensor(std::string name, const Eigen::Ref<const Eigen
     fail(kWhere, "expected a row length that is a multiple of {} for {} as {}, got {}", block,
          shown(name), ggmlTypeName(type), m.cols());
   if (!m.allFinite()) fail(kWhere, "expected finite values for {}, got NaN or Inf", shown(name));
-  const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = m;
-  const auto n = static_cast<std::size_t>(rows.size());
   Tensor t{std::move(name),
            type,
            {static_cast<std::uint64_t>(m.cols()), static_cast<std::uint64_t>(m.rows())},
-           std::vector<std::byte>(n / block * blockBytes)};
-  detail::encodeGgml(rows.data(), n, type, t.data.data());
+           encodeGgmlMatrix(m, type)};
   m_tensorIndex.emplace(t.name, m_tensors.size());
   m_tensors.push_back(std::move(t));
   return *this;

@@ -297,11 +297,8 @@ GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const fs::path
     type = options.type;
     // Q8_0 needs rows in whole blocks; the converter writes other tensors as F16.
     if (type == GgmlType::Q8_0 && m.cols() % 32 != 0) type = GgmlType::F16;
-    const auto [block, blockBytes] = ggmlBlock(type);
     ne = {static_cast<std::uint64_t>(m.cols()), static_cast<std::uint64_t>(m.rows())};
-    const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = m;
-    bytes.resize(static_cast<std::size_t>(rows.size()) / block * blockBytes);
-    detail::encodeGgml(rows.data(), static_cast<std::size_t>(rows.size()), type, bytes.data());
+    bytes = encodeGgmlMatrix(m, type);
   };
   const int threads = std::max(1, lora::numThreads());
 #pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
@@ -347,44 +344,36 @@ GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const fs::path
   return report;
 }
 
-GgufConversionReport convertGgufToPeft(const GgufReader& in, const fs::path& outDir,
-                                       const GgufToPeftOptions& options) {
-  constexpr std::string_view kWhere = "convertGgufToPeft";
+GgufAdapterLayout readGgufAdapter(const GgufReader& in, std::string_view modulePrefix,
+                                  std::string_view where) {
   const auto stringKey = [&](std::string_view key) -> std::string {
     const GgufValue* v = in.find(key);
     if (v == nullptr)
-      fail(kWhere, "expected the key {} in '{}' (a LoRA adapter), got none", key, in.source());
-    return v->asString(kWhere, key);
+      fail(where, "expected the key {} in '{}' (a LoRA adapter), got none", key, in.source());
+    return v->asString(where, key);
   };
   if (const std::string t = stringKey("general.type"); t != "adapter")
-    fail(kWhere, "expected general.type 'adapter' in '{}', got '{}'", in.source(), t);
+    fail(where, "expected general.type 'adapter' in '{}', got '{}'", in.source(), t);
   if (const std::string t = stringKey("adapter.type"); t != "lora")
-    fail(kWhere, "expected adapter.type 'lora' in '{}', got '{}'", in.source(), t);
-  const GgufArchitecture& arch = ggufArchitecture(stringKey("general.architecture"), kWhere);
+    fail(where, "expected adapter.type 'lora' in '{}', got '{}'", in.source(), t);
+  GgufAdapterLayout layout;
+  layout.arch = &ggufArchitecture(stringKey("general.architecture"), where);
   // llama.cpp requires a FLOAT32 alpha; without one it applies each pair unscaled (alpha = r).
-  std::optional<double> alpha;
   if (const GgufValue* a = in.find("adapter.lora.alpha")) {
     if (a->type() != GgufType::Float32)
-      fail(kWhere, "expected adapter.lora.alpha as a FLOAT32 in '{}' (llama.cpp needs it), got {}",
+      fail(where, "expected adapter.lora.alpha as a FLOAT32 in '{}' (llama.cpp needs it), got {}",
            in.source(), ggufTypeName(a->type()));
-    alpha = a->asFloat(kWhere, "adapter.lora.alpha");
-    if (!(*alpha > 0) || !std::isfinite(*alpha))
-      fail(kWhere, "expected a positive finite adapter.lora.alpha in '{}', got {}", in.source(),
-           *alpha);
+    const double alpha = a->asFloat(where, "adapter.lora.alpha");
+    if (!(alpha > 0) || !std::isfinite(alpha))
+      fail(where, "expected a positive finite adapter.lora.alpha in '{}', got {}", in.source(),
+           alpha);
+    layout.alpha = alpha;
   }
-
-  struct Pair {
-    const GgufTensorInfo* a = nullptr;
-    const GgufTensorInfo* b = nullptr;
-    const GgufModuleRule* rule = nullptr;
-    std::string module;
-  };
-  std::vector<Pair> pairs;
   std::map<std::string, std::size_t, std::less<>> index;
   for (const GgufTensorInfo& t : in.tensors()) {
     const bool isA = t.name.ends_with(".lora_a"), isB = t.name.ends_with(".lora_b");
     if (!isA && !isB)
-      fail(kWhere, "expected only .lora_a and .lora_b tensors in '{}', got '{}'", in.source(),
+      fail(where, "expected only .lora_a and .lora_b tensors in '{}', got '{}'", in.source(),
            t.name);
     const std::string weight = t.name.substr(0, t.name.size() - 7);
     unsigned layer = 0;
@@ -392,56 +381,67 @@ GgufConversionReport convertGgufToPeft(const GgufReader& in, const fs::path& out
     const GgufModuleRule* rule = nullptr;
     if (splitLayer(weight, kBlk, layer, rest) && rest.ends_with(".weight")) {
       rest.remove_suffix(7);
-      rule = ruleForGguf(arch, rest);
+      rule = ruleForGguf(*layout.arch, rest);
     }
     if (rule == nullptr)
-      fail(kWhere,
-           "expected tensors of {}'s layers (blk.N.attn_q.weight.lora_a, ...) in '{}', got "
-           "'{}'",
-           arch.name, in.source(), t.name);
-    auto [it, added] = index.try_emplace(weight, pairs.size());
-    if (added)
-      pairs.push_back({nullptr, nullptr, rule,
-                       fmt::format("{}layers.{}.{}", options.modulePrefix, layer, rule->hf)});
-    Pair& p = pairs[it->second];
-    (isA ? p.a : p.b) = &t;
+      fail(where,
+           "expected tensors of {}'s layers (blk.N.attn_q.weight.lora_a, ...) in '{}', got '{}'",
+           layout.arch->name, in.source(), t.name);
+    auto [it, added] = index.try_emplace(weight, layout.modules.size());
+    if (added) {
+      GgufAdapterModule m;
+      m.module = fmt::format("{}layers.{}.{}", modulePrefix, layer, rule->hf);
+      m.rule = rule;
+      layout.modules.push_back(std::move(m));
+    }
+    (isA ? layout.modules[it->second].a : layout.modules[it->second].b) = t.name;
   }
-  if (pairs.empty()) fail(kWhere, "expected LoRA tensors in '{}', got none", in.source());
-  for (const Pair& p : pairs) {
-    if (p.a == nullptr || p.b == nullptr)
-      fail(kWhere, "expected both .lora_a and .lora_b for module '{}' in '{}', got only {}",
-           p.module, in.source(), p.a ? ".lora_a" : ".lora_b");
-    if (p.a->ne.size() != 2 || p.b->ne.size() != 2 || p.a->ne[1] != p.b->ne[0])
-      fail(kWhere,
+  if (layout.modules.empty()) fail(where, "expected LoRA tensors in '{}', got none", in.source());
+  for (GgufAdapterModule& m : layout.modules) {
+    if (m.a.empty() || m.b.empty())
+      fail(where, "expected both .lora_a and .lora_b for module '{}' in '{}', got only {}",
+           m.module, in.source(), m.a.empty() ? ".lora_b" : ".lora_a");
+    const GgufTensorInfo &a = in.tensor(m.a), &b = in.tensor(m.b);
+    if (a.ne.size() != 2 || b.ne.size() != 2 || a.ne[1] != b.ne[0])
+      fail(where,
            "expected lora_a of ne [in, r] and lora_b of ne [r, out] with the same r for module "
            "'{}' in '{}', got [{}] and [{}]",
-           p.module, in.source(), fmt::join(p.a->ne, ", "), fmt::join(p.b->ne, ", "));
+           m.module, in.source(), fmt::join(a.ne, ", "), fmt::join(b.ne, ", "));
+    m.rank = a.ne[1];
+    m.in = a.ne[0];
+    m.out = b.ne[1];
   }
+  return layout;
+}
 
+GgufConversionReport convertGgufToPeft(const GgufReader& in, const fs::path& outDir,
+                                       const GgufToPeftOptions& options) {
+  constexpr std::string_view kWhere = "convertGgufToPeft";
+  const GgufAdapterLayout layout = readGgufAdapter(in, options.modulePrefix, kWhere);
   AdapterConfig config;
   config.taskType = "CAUSAL_LM";
   config.baseModelNameOrPath = options.baseModel;
   std::set<std::string> targets;
-  for (const Pair& p : pairs) {
-    const std::string_view hf = p.rule->hf;
+  for (const GgufAdapterModule& m : layout.modules) {
+    const std::string_view hf = m.rule->hf;
     targets.emplace(hf.substr(hf.rfind('.') + 1));
   }
   config.targetModules.assign(targets.begin(), targets.end());
   PeftAdapterWriter writer(config, options.dtype);
-  GgufConversionReport report;
-  for (const Pair& p : pairs) {
-    const Eigen::MatrixXf A = in.matrix(*p.a);
-    Eigen::MatrixXf B = in.matrix(*p.b);
-    if (p.rule->permute != GgufPermute::None)
-      B = permuteHeads(B, headsFor(*p.rule, options.heads, p.module, kWhere), true, kWhere);
-    const double moduleAlpha = alpha ? *alpha : static_cast<double>(A.rows());
-    writer.add(p.module, A, B, moduleAlpha);
-    in.release(*p.a);
-    in.release(*p.b);
+  for (const GgufAdapterModule& m : layout.modules) {
+    const Eigen::MatrixXf A = in.matrix(m.a);
+    Eigen::MatrixXf B = in.matrix(m.b);
+    if (m.rule->permute != GgufPermute::None)
+      B = permuteHeads(B, headsFor(*m.rule, options.heads, m.module, kWhere), true, kWhere);
+    const double moduleAlpha = layout.alpha ? *layout.alpha : static_cast<double>(A.rows());
+    writer.add(m.module, A, B, moduleAlpha);
+    in.release(in.tensor(m.a));
+    in.release(in.tensor(m.b));
   }
   writer.write(outDir);
-  report.modules = pairs.size();
-  report.alpha = alpha ? *alpha : 0;
+  GgufConversionReport report;
+  report.modules = layout.modules.size();
+  report.alpha = layout.alpha ? *layout.alpha : 0;
   return report;
 }
 

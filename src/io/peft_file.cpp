@@ -1,11 +1,14 @@
 #include "lora/io/peft_file.hpp"
 
 #include <map>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
 #include "lora/error.hpp"
+#include "lora/io/gguf.hpp"
+#include "lora/io/peft_writer.hpp"
 #include "messages.hpp"
 
 namespace lora {
@@ -27,9 +30,10 @@ bool isFloat(DType d) {
 
 PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
   std::error_code ec;
+  if (GgufReader::looksLikeGguf(dir)) return openGguf(dir);
   if (!fs::is_directory(dir, ec)) {
-    fail(kWhere, "expected an adapter folder, got '{}' ({})", dir.string(),
-         fs::exists(dir, ec) ? "not a folder" : "no such folder");
+    fail(kWhere, "expected an adapter folder or a GGUF adapter file, got '{}' ({})", dir.string(),
+         fs::exists(dir, ec) ? "not a folder, and not a GGUF file" : "no such folder");
   }
   AdapterConfig config = AdapterConfig::load(dir);
   const fs::path file = dir / "adapter_model.safetensors";
@@ -135,6 +139,86 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
     out.m_modules.push_back(std::move(m));
   }
   return out;
+}
+
+PeftAdapterFile PeftAdapterFile::openGguf(const fs::path& path, const GgufHeads& heads,
+                                          std::string_view modulePrefix) {
+  constexpr std::string_view kWhereGguf = "PeftAdapterFile::openGguf";
+  auto reader = std::make_shared<const GgufReader>(GgufReader::open(path));
+  const GgufAdapterLayout layout = readGgufAdapter(*reader, modulePrefix, kWhereGguf);
+  AdapterConfig config;
+  config.taskType = "CAUSAL_LM";
+  config.sourceName = path.string();
+  std::vector<ModuleRankAlpha> ranks;
+  std::set<std::string> targets;
+  for (const GgufAdapterModule& m : layout.modules) {
+    // No alpha: llama.cpp applies B·A unscaled, that is alpha = r.
+    ranks.push_back({m.module, static_cast<int>(m.rank),
+                     layout.alpha ? *layout.alpha : static_cast<double>(m.rank)});
+    const std::string_view hf = m.rule->hf;
+    targets.emplace(hf.substr(hf.rfind('.') + 1));
+  }
+  config.targetModules.assign(targets.begin(), targets.end());
+  assignPatterns(config, ranks);
+  // No safetensors file: an empty reader (8-byte header length 2, then "{}").
+  std::vector<std::byte> empty(10, std::byte{0});
+  empty[0] = std::byte{2};
+  empty[8] = std::byte{'{'};
+  empty[9] = std::byte{'}'};
+  PeftAdapterFile out(std::move(config), SafeTensorsReader::fromBytes(std::move(empty), "none"));
+  out.m_ggufArch = layout.arch;
+  out.m_fileBytes = static_cast<std::size_t>(reader->fileBytes());
+  for (std::size_t i = 0; i < layout.modules.size(); ++i) {
+    const GgufAdapterModule& g = layout.modules[i];
+    Module m;
+    m.name = g.module;
+    m.keyA = g.a;
+    m.keyB = g.b;
+    m.rank = static_cast<Index>(g.rank);
+    m.in = static_cast<Index>(g.in);
+    m.out = static_cast<Index>(g.out);
+    m.alpha = ranks[i].alpha;
+    if (g.rule->permute != GgufPermute::None) {
+      const int n = g.rule->permute == GgufPermute::Query ? heads.nHead
+                    : heads.nHeadKv > 0                   ? heads.nHeadKv
+                                                          : heads.nHead;
+      if (n > 0 && m.out % (2 * Index{n}) != 0)
+        fail(kWhereGguf, "expected {} rows divisible by 2 x {} heads for module '{}' in '{}'",
+             m.out, n, m.name, path.string());
+      m.ggufHeads = n > 0 ? n : -1;
+    }
+    out.m_modules.push_back(std::move(m));
+  }
+  out.m_gguf = std::move(reader);
+  return out;
+}
+
+Eigen::MatrixXf PeftAdapterFile::ggufFactor(const Module& m, bool b) const {
+  Eigen::MatrixXf M = m_gguf->matrix(b ? m.keyB : m.keyA);
+  if (b && m.ggufHeads > 0) M = permuteHeads(M, m.ggufHeads, true, "PeftAdapterFile::B");
+  return M;
+}
+
+void PeftAdapterFile::releaseGguf(const Module& m) const {
+  m_gguf->release(m_gguf->tensor(m.keyA));
+  m_gguf->release(m_gguf->tensor(m.keyB));
+}
+
+std::string PeftAdapterFile::dtypeLabel() const {
+  if (m_gguf) return std::string(ggmlTypeName(m_gguf->tensor(m_modules.front().keyA).type));
+  return std::string(dtypeName(dtype()));
+}
+
+DType PeftAdapterFile::dtype() const {
+  if (!m_gguf) return m_tensors.info(m_modules.front().keyA).dtype;
+  switch (m_gguf->tensor(m_modules.front().keyA).type) {
+    case GgmlType::F16:
+      return DType::F16;
+    case GgmlType::BF16:
+      return DType::BF16;
+    default:
+      return DType::F32;
+  }
 }
 
 }  // namespace lora

@@ -128,10 +128,17 @@ void printTable(const InspectArgs& a, const PeftAdapterFile& file,
   const auto& modules = file.modules();
   const AdapterConfig& cfg = file.config();
 
-  fmt::print(
-      "adapter {}: {} module{}, {} factors, use_rslora {}, use_dora {}, init_lora_weights {}\n",
-      a.dir, modules.size(), modules.size() == 1 ? "" : "s", dtypeName(file.dtype()), cfg.useRslora,
-      cfg.useDora, cfg.initLoraWeights);
+  if (file.isGguf()) {
+    fmt::print(
+        "adapter {} (GGUF, {}): {} module{}, {} factors, alpha / r as llama.cpp applies it\n",
+        a.dir, file.ggufArchitecture()->name, modules.size(), modules.size() == 1 ? "" : "s",
+        file.dtypeLabel());
+  } else {
+    fmt::print(
+        "adapter {}: {} module{}, {} factors, use_rslora {}, use_dora {}, init_lora_weights {}\n",
+        a.dir, modules.size(), modules.size() == 1 ? "" : "s", file.dtypeLabel(), cfg.useRslora,
+        cfg.useDora, cfg.initLoraWeights);
+  }
   Table table({"module", "out", "in", "rank", "alpha", "scaling", "sigma1", "e90", "e95", "e99",
                "eff.rank", "params"});
   for (std::size_t i = 0; i < modules.size(); ++i) {
@@ -196,7 +203,9 @@ void run(const CLI::App* cmd, const InspectArgs& a) {
   if (a.common.json) {
     nlohmann::ordered_json j;
     j["adapter"] = a.dir;
-    j["dtype"] = std::string(dtypeName(file.dtype()));
+    j["format"] = file.isGguf() ? "gguf" : "peft";
+    if (file.isGguf()) j["arch"] = std::string(file.ggufArchitecture()->name);
+    j["dtype"] = std::string(file.dtypeLabel());
     j["use_rslora"] = cfg.useRslora;
     j["use_dora"] = cfg.useDora;
     j["init_lora_weights"] = cfg.initLoraWeights;
@@ -238,7 +247,7 @@ void addInspect(CLI::App& app) {
       "inspect",
       "Per module of a PEFT adapter: shape, rank, alpha, scaling, and the spectrum of s·B·A "
       "(σ1, energy ranks at 0.9/0.95/0.99, entropy effective rank), computed from the factors.");
-  cmd->add_option("DIR", args->dir, "PEFT adapter folder")->required();
+  cmd->add_option("DIR", args->dir, "PEFT adapter folder or GGUF adapter file")->required();
   addForceFlag(cmd, args->force);
   cmd->add_option("--plot", args->plot,
                   "also draw the spectra σ_i of s·B·A and their cumulative energy, with the "

@@ -15,6 +15,8 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "lora/error.hpp"
+#include "lora/io/gguf.hpp"
+#include "lora/io/gguf_adapter.hpp"
 #include "lora/io/peft_file.hpp"
 #include "lora/io/safetensors.hpp"
 #include "lora/layer.hpp"
@@ -27,7 +29,8 @@ namespace fs = std::filesystem;
 constexpr const char* kWhereMerge = "merge";
 
 struct MergeArgs {
-  std::string base, adapter, out, dtype;
+  std::string base, adapter, out, dtype, baseConfig;
+  int nHead = 0, nHeadKv = 0;
   bool residual = false;
   bool force = false;
   CommonOptions common;
@@ -41,6 +44,29 @@ std::string shapeText(const std::vector<std::int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
+// The adapter: a PEFT folder, or a GGUF file whose modules are named as the base's weights
+// (`model.layers.N...` or `layers.N...`) and whose q/k rows are un-permuted with the head counts.
+PeftAdapterFile openAdapter(const MergeArgs& a) {
+  if (!GgufReader::looksLikeGguf(a.adapter)) return PeftAdapterFile::open(a.adapter);
+  GgufHeads heads;
+  if (!a.baseConfig.empty()) heads = readBaseConfig(a.baseConfig).heads;
+  if (a.nHead > 0) heads.nHead = a.nHead;
+  if (a.nHeadKv > 0) heads.nHeadKv = a.nHeadKv;
+  const SafeTensorsReader base = SafeTensorsReader::map(a.base);
+  PeftAdapterFile file = PeftAdapterFile::openGguf(a.adapter, heads, "model.");
+  if (!base.contains(file.modules().front().name + ".weight"))
+    file = PeftAdapterFile::openGguf(a.adapter, heads, "");
+  for (const auto& m : file.modules()) {
+    if (m.ggufHeads < 0)
+      detail::fail(kWhereMerge,
+                   "expected the head counts (--base-config CONFIG.json, or --n-head and "
+                   "--n-head-kv) to merge '{}' from a GGUF adapter (llama.cpp stores the rows of "
+                   "llama's q and k permuted per head), got none",
+                   m.name);
+  }
+  return file;
+}
+
 void run(const CLI::App* cmd, const MergeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   std::optional<DType> outType;
@@ -49,7 +75,7 @@ void run(const CLI::App* cmd, const MergeArgs& a) {
   inputs.emplace_back(a.base);
   checkOutputFile(kWhereMerge, "--out", a.out, inputs, a.force);
 
-  const PeftAdapterFile file = PeftAdapterFile::open(a.adapter);
+  const PeftAdapterFile file = openAdapter(a);
   const AdapterConfig& cfg = file.config();
   if (mutatesBase(cfg) && !a.residual) {
     detail::fail(kWhereMerge,
@@ -133,13 +159,19 @@ void run(const CLI::App* cmd, const MergeArgs& a) {
 
 void addMerge(CLI::App& app) {
   auto args = std::make_shared<MergeArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "merge",
-      "Merge a PEFT adapter into a base model's safetensors file as PEFT's merge_and_unload "
-      "does (DoRA included); every other tensor is copied.");
+  CLI::App* cmd = app.add_subcommand("merge",
+                                     "Merge a PEFT adapter (or a GGUF adapter for llama.cpp) into "
+                                     "a base model's safetensors file as PEFT's merge_and_unload "
+                                     "does (DoRA included); every other tensor is copied.");
   cmd->add_option("--base", args->base, "base model .safetensors (torch state-dict names)")
       ->required();
-  cmd->add_option("--adapter", args->adapter, "PEFT adapter folder")->required();
+  cmd->add_option("--adapter", args->adapter, "PEFT adapter folder or GGUF adapter file")
+      ->required();
+  cmd->add_option("--base-config", args->baseConfig,
+                  "GGUF adapter: the base model's config.json, for llama's q/k head counts");
+  cmd->add_option("--n-head", args->nHead, "GGUF adapter: attention heads (llama's q)");
+  cmd->add_option("--n-head-kv", args->nHeadKv,
+                  "GGUF adapter: key-value heads (llama's k; default --n-head)");
   cmd->add_option("--out", args->out, "merged .safetensors to write (atomically)")->required();
   cmd->add_option("--dtype", args->dtype,
                   "f32, f16 or bf16 for every floating-point tensor (default: keep each tensor's)");

@@ -90,6 +90,8 @@ void checkOutputFolder(const char* where, const std::string& what, const fs::pat
 }
 
 std::vector<fs::path> adapterInputs(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) return {dir};  // a GGUF adapter file
   return {dir, dir / "adapter_config.json", dir / "adapter_model.safetensors",
           dir / "adapter_model.bin"};
 }

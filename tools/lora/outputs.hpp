@@ -28,7 +28,8 @@ void checkOutputFolder(const char* where, const std::string& what,
                        const std::filesystem::path& folder, const std::vector<std::string>& written,
                        const std::vector<std::filesystem::path>& inputs, bool force);
 
-/// The files of a PEFT adapter folder (the folder itself, its config and its tensors), as inputs.
+/// The files of a PEFT adapter folder (the folder itself, its config and its tensors), or a GGUF
+/// adapter file itself, as inputs.
 std::vector<std::filesystem::path> adapterInputs(const std::filesystem::path& dir);
 
 }  // namespace lora::cli

@@ -28,6 +28,7 @@
 #include "common.hpp"
 #include "lora/error.hpp"
 #include "lora/io/adapter_config.hpp"
+#include "lora/io/gguf.hpp"
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
 #include "lora/linalg/factored_svd.hpp"
@@ -187,13 +188,32 @@ struct ModuleResult {
   Index paramsBefore = 0, paramsAfter = 0;
 };
 
+// A GGUF adapter resized: each module's tensors encoded (in worker threads) and written in
+// module order at the end, with the input's key-value pairs; llama.cpp's scale alpha / k then
+// gives every module the scaling it had.
+struct GgufSink {
+  GgmlType type = GgmlType::F16;
+  bool hasAlpha = true;
+  struct Tensors {
+    std::vector<std::byte> a, b;
+    GgmlType typeA = GgmlType::F32, typeB = GgmlType::F32;
+    std::vector<std::uint64_t> neA, neB;
+  };
+  std::vector<Tensors> modules;
+};
+
 void run(const CLI::App* cmd, const ResizeArgs& a) {
   const unsigned threads = threadCount(cmd, a.common);
   const Plan plan = makePlan(cmd, a);
   std::vector<fs::path> inputs = adapterInputs(a.dir);
   if (!a.rankPattern.empty()) inputs.emplace_back(a.rankPattern);
-  checkOutputFolder(kWhereResize, "OUT_DIR", a.outDir,
-                    {"adapter_config.json", "adapter_model.safetensors"}, inputs, a.force);
+  const bool gguf = GgufReader::looksLikeGguf(a.dir);
+  if (gguf) {
+    checkOutputFile(kWhereResize, "OUT", a.outDir, inputs, a.force);
+  } else {
+    checkOutputFolder(kWhereResize, "OUT_DIR", a.outDir,
+                      {"adapter_config.json", "adapter_model.safetensors"}, inputs, a.force);
+  }
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   if (mutatesBase(file.config())) {
     detail::fail(kWhereResize,
@@ -202,10 +222,24 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
                  "convert-pissa` first)",
                  file.config().initLoraWeights);
   }
-  const DType outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhereResize);
   const auto& modules = file.modules();
+  std::optional<GgufSink> ggufSink;
+  DType outType = DType::F32;
+  double roundoff = 0;
+  if (gguf) {
+    ggufSink.emplace();
+    ggufSink->type = a.dtype.empty() ? file.gguf()->tensor(modules.front().keyA).type
+                                     : parseGgmlTypeName(a.dtype, kWhereResize);
+    ggufSink->hasAlpha = file.gguf()->find("adapter.lora.alpha") != nullptr;
+    ggufSink->modules.resize(modules.size());
+    roundoff = ggufSink->type == GgmlType::F32    ? unitRoundoff(DType::F32)
+               : ggufSink->type == GgmlType::BF16 ? unitRoundoff(DType::BF16)
+                                                  : unitRoundoff(DType::F16);
+  } else {
+    outType = a.dtype.empty() ? file.dtype() : parseDTypeName(a.dtype, kWhereResize);
+    roundoff = unitRoundoff(outType);
+  }
   const ScalingMode mode = file.scalingMode();
-  const double roundoff = unitRoundoff(outType);
 
   std::vector<ModuleResult> results(modules.size());
   // The output streams to its staging file as modules finish, in module order (so the file does
@@ -215,7 +249,7 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
   for (const auto& m : modules)
     bounds.push_back({m.name, static_cast<int>(m.rank), m.in, m.out, !m.keyMagnitude.empty()});
   PeftAdapterWriter writer(file.config(), outType);
-  writer.streamTo(a.outDir, bounds);
+  if (!gguf) writer.streamTo(a.outDir, bounds);
   std::vector<std::optional<PeftAdapterWriter>> ready(modules.size());
   std::mutex writing;
   std::size_t next = 0;
@@ -254,6 +288,11 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
           const Index extra = m.keyMagnitude.empty() ? 0 : m.out;
           res.paramsBefore = m.rank * (m.in + m.out) + extra;
           res.paramsAfter = k * (m.in + m.out) + extra;
+          // GGUF: the file's alpha stays; the new factors carry llama.cpp's alpha / k (1 without
+          // an alpha) instead of s.
+          const double split = !gguf                ? s
+                               : ggufSink->hasAlpha ? m.alpha / static_cast<double>(k)
+                                                    : 1.0;
           if (k == m.rank) {
             res.newAlpha = m.alpha;  // unchanged: the factors are kept as they are
           } else {
@@ -264,13 +303,42 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
             Eigen::VectorXd dA(k), dB(k);
             for (Index j = 0; j < k; ++j) {
               const bool null = sigma(j) <= tiny;
-              dB(j) = null ? 0.0 : std::sqrt(sigma(j) / s);
+              dB(j) = null ? 0.0 : std::sqrt(sigma(j) / split);
               dA(j) = null ? 1.0 : dB(j);
             }
             At = svd.matrixV().leftCols(k) * dA.asDiagonal();
             B = svd.matrixU().leftCols(k) * dB.asDiagonal();
             transposed = true;
-            res.newAlpha = alphaFor(s, k, mode);
+            res.newAlpha = gguf ? m.alpha : alphaFor(s, k, mode);
+          }
+          if (gguf) {
+            GgufSink::Tensors& t = ggufSink->modules[i];
+            const auto encode = [&](const Eigen::MatrixXf& M, GgmlType& type,
+                                    std::vector<std::uint64_t>& ne, std::vector<std::byte>& out) {
+              type = ggufSink->type;
+              if (type == GgmlType::Q8_0 && M.cols() % 32 != 0) type = GgmlType::F16;
+              ne = {static_cast<std::uint64_t>(M.cols()), static_cast<std::uint64_t>(M.rows())};
+              out = encodeGgmlMatrix(M, type);
+            };
+            const GgufReader& in = *file.gguf();
+            const GgufTensorInfo &ia = in.tensor(m.keyA), &ib = in.tensor(m.keyB);
+            if (k == m.rank && ia.type == ggufSink->type && ib.type == ggufSink->type) {
+              // Unchanged and in the same type: the bytes as they are.
+              const auto ra = in.rawBytes(ia), rb = in.rawBytes(ib);
+              t.a.assign(ra.begin(), ra.end());
+              t.b.assign(rb.begin(), rb.end());
+              t.typeA = ia.type;
+              t.typeB = ib.type;
+              t.neA = ia.ne;
+              t.neB = ib.ne;
+            } else {
+              encode(transposed ? Eigen::MatrixXf(At.transpose().cast<float>())
+                                : Eigen::MatrixXf(A.cast<float>()),
+                     t.typeA, t.neA, t.a);
+              encode(B.cast<float>(), t.typeB, t.neB, t.b);
+            }
+            file.release(m);
+            return;
           }
           PeftAdapterWriter part(file.config(), outType);
           const auto write = [&](const auto& newA) {
@@ -295,9 +363,24 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
         },
         &progress);
   }
-  if (next != modules.size())
-    detail::fail(kWhereResize, "expected every module written, got {} of {}", next, modules.size());
-  writer.write(a.outDir);
+  if (gguf) {
+    const GgufReader& in = *file.gguf();
+    GgufWriter w(static_cast<std::uint32_t>(in.alignment()));
+    for (const auto& [key, value] : in.metadata())
+      if (key != "general.alignment") w.set(key, value);
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      GgufSink::Tensors& t = ggufSink->modules[i];
+      const std::string weight = modules[i].keyA.substr(0, modules[i].keyA.size() - 7);
+      w.addRaw(weight + ".lora_a", t.typeA, std::move(t.neA), std::move(t.a));
+      w.addRaw(weight + ".lora_b", t.typeB, std::move(t.neB), std::move(t.b));
+    }
+    w.write(a.outDir);
+  } else {
+    if (next != modules.size())
+      detail::fail(kWhereResize, "expected every module written, got {} of {}", next,
+                   modules.size());
+    writer.write(a.outDir);
+  }
 
   Index before = 0, after = 0, rankBefore = 0, rankAfter = 0;
   for (const ModuleResult& r : results) {
@@ -307,7 +390,8 @@ void run(const CLI::App* cmd, const ResizeArgs& a) {
     rankAfter += r.newRank;
   }
   std::error_code ec;
-  const auto bytesAfter = fs::file_size(fs::path(a.outDir) / "adapter_model.safetensors", ec);
+  const auto bytesAfter = fs::file_size(
+      gguf ? fs::path(a.outDir) : fs::path(a.outDir) / "adapter_model.safetensors", ec);
 
   if (a.common.json) {
     nlohmann::ordered_json j;
@@ -379,8 +463,10 @@ void addResize(CLI::App& app) {
       "Shrink each module of a PEFT adapter to the rank a rule picks from the spectrum of its "
       "s·B·A; the new factors are the truncated SVD, computed from the factors. Writes a PEFT "
       "adapter whose rank_pattern/alpha_pattern give every module its new rank and alpha.");
-  cmd->add_option("DIR", args->dir, "PEFT adapter folder")->required();
-  cmd->add_option("OUT_DIR", args->outDir, "folder for the resized adapter")->required();
+  cmd->add_option("DIR", args->dir, "PEFT adapter folder or GGUF adapter file")->required();
+  cmd->add_option("OUT_DIR", args->outDir,
+                  "folder for the resized adapter (a GGUF file when DIR is one)")
+      ->required();
   CLI::Option_group* rule = cmd->add_option_group("rule", "exactly one rank rule");
   rule->add_option("--rank", args->rank, "the same rank N for every module");
   rule->add_option("--energy", args->energy,
@@ -399,7 +485,7 @@ void addResize(CLI::App& app) {
   cmd->add_option("--max-rank", args->maxRank, "highest new rank (default: no limit)");
   addForceFlag(cmd, args->force);
   cmd->add_option("--dtype", args->dtype,
-                  "f32, f16 or bf16 for the new factors (default: as read)");
+                  "f32, f16 or bf16 for the new factors (GGUF: also q8_0; default: as read)");
   addCommonOptions(cmd, args->common, true);
   cmd->callback([cmd, args] { run(cmd, *args); });
 }

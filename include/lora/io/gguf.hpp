@@ -257,6 +257,11 @@ class GgufWriter {
   std::map<std::string, std::size_t, std::less<>> m_tensorIndex;
 };
 
+/// \p m (rows x cols) encoded as \p type in ggml's layout (rows contiguous; ne = [cols, rows]):
+/// F32, F16, BF16, or Q8_0 when cols is a multiple of 32; other types or row lengths throw
+/// lora::Error. What GgufWriter::addTensor() stores, for callers that encode on several threads.
+std::vector<std::byte> encodeGgmlMatrix(const Eigen::Ref<const Eigen::MatrixXf>& m, GgmlType type);
+
 namespace detail {
 /// Encodes \p n floats (row-major, rows of \p rowLength) as \p type into \p out (sized by the
 /// caller: n / block * blockBytes). Q8_0 needs rowLength % 32 == 0.

@@ -106,6 +106,29 @@ struct GgufConversionReport {
 GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const std::filesystem::path& out,
                                        const PeftToGgufOptions& options);
 
+/// \brief One module of a GGUF LoRA adapter, as readGgufAdapter() pairs them.
+struct GgufAdapterModule {
+  std::string module;  ///< HF name: `<prefix>layers.N.self_attn.q_proj`
+  const GgufModuleRule* rule = nullptr;
+  std::string a, b;  ///< tensor names of lora_a (ne [in, r]) and lora_b ([r, out])
+  std::uint64_t rank = 0, in = 0, out = 0;
+};
+
+/// \brief A GGUF LoRA adapter's layout: its architecture, alpha and modules (file order).
+struct GgufAdapterLayout {
+  const GgufArchitecture* arch = nullptr;
+  std::optional<double> alpha;  ///< `adapter.lora.alpha`; none: llama.cpp applies B·A unscaled
+  std::vector<GgufAdapterModule> modules;
+};
+
+/// Checks that \p in is a LoRA adapter as llama.cpp loads it (general.type `adapter`,
+/// adapter.type `lora`, a known architecture, a FLOAT32 positive alpha when present, only
+/// `.lora_a`/`.lora_b` tensors of the architecture's weights, in pairs, 2-D, of one rank) and
+/// returns its modules named `<modulePrefix>layers.N.<hf suffix>`; anything else throws
+/// lora::Error naming \p where and the file.
+GgufAdapterLayout readGgufAdapter(const GgufReader& in, std::string_view modulePrefix,
+                                  std::string_view where);
+
 /// \brief Options of convertGgufToPeft().
 struct GgufToPeftOptions {
   GgufHeads heads;                       ///< required for llama when q or k is adapted

@@ -5,13 +5,16 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "lora/io/adapter_config.hpp"
+#include "lora/io/gguf_adapter.hpp"
 #include "lora/io/safetensors.hpp"
 #include "lora/scaling.hpp"
 
@@ -29,6 +32,13 @@ namespace lora {
 /// module at a time holds about one module's tensors and temporaries, whatever the adapter's
 /// size. The file must not be truncated or rewritten while the object lives. Finite values are
 /// checked by whoever computes with them (FactoredSVD, Layer).
+///
+/// A GGUF LoRA adapter for llama.cpp (a file, recognized by its content) opens as the same kind
+/// of object (openGguf()): its modules under their HF names, the file's alpha as every module's
+/// alpha, its ranks through `rank_pattern`, scaling alpha / r as llama.cpp applies it. B is
+/// returned as llama.cpp stores it unless head counts are given: for llama's q and k its rows are
+/// then permuted per head, which changes neither the spectrum nor a truncated SVD (both commute
+/// with a row permutation), but does matter for a merge into a HF base weight.
 /// \code
 /// auto file = lora::PeftAdapterFile::open("my-adapter");
 /// for (const auto& m : file.modules()) {
@@ -51,11 +61,26 @@ class PeftAdapterFile {
     std::string keyMagnitude;  ///< DoRA `lora_magnitude_vector` (out), empty without DoRA
     Index rank = 0, in = 0, out = 0;
     double alpha = 0;  ///< from `alpha_pattern` / `lora_alpha`
+    /// GGUF only, llama's q and k: B's rows are un-permuted on read for this many heads (> 0),
+    /// or stay as llama.cpp stores them (-1: no head counts were given); 0 otherwise.
+    int ggufHeads = 0;
   };
 
   /// Reads and validates `<dir>/adapter_config.json` and `<dir>/adapter_model.safetensors`; any
   /// problem throws lora::Error naming the file (and the module).
   static PeftAdapterFile open(const std::filesystem::path& dir);
+  /// Opens the GGUF LoRA adapter \p path (see the class comment): module names
+  /// `<modulePrefix>layers.N.self_attn.q_proj`, B un-permuted for llama's q/k when \p heads
+  /// gives the counts. A file that is not a LoRA adapter llama.cpp loads throws lora::Error.
+  static PeftAdapterFile openGguf(const std::filesystem::path& path, const GgufHeads& heads = {},
+                                  std::string_view modulePrefix = "model.");
+
+  /// Whether the adapter was read from a GGUF file, and then its reader and architecture.
+  bool isGguf() const noexcept { return m_gguf != nullptr; }
+  const GgufReader* gguf() const noexcept { return m_gguf.get(); }
+  const GgufArchitecture* ggufArchitecture() const noexcept { return m_ggufArch; }
+  /// The storage type of the first lora_A: `F32`, `F16`, `BF16`, `F64`, or for GGUF also `Q8_0`.
+  std::string dtypeLabel() const;
 
   const AdapterConfig& config() const noexcept { return m_config; }
   const SafeTensorsReader& tensors() const noexcept { return m_tensors; }
@@ -68,9 +93,10 @@ class PeftAdapterFile {
   double scaling(const Module& m) const { return scalingFor(m.alpha, m.rank, scalingMode()); }
   /// Whether the adapter is DoRA (`use_dora`).
   bool isDora() const noexcept { return m_config.useDora; }
-  /// The dtype of the first lora_A tensor (what a rewrite keeps by default).
-  DType dtype() const { return m_tensors.info(m_modules.front().keyA).dtype; }
-  /// Size of `adapter_model.safetensors` in bytes.
+  /// The dtype of the first lora_A tensor (what a rewrite keeps by default; a GGUF Q8_0 adapter
+  /// says F32, which holds its dequantized values exactly).
+  DType dtype() const;
+  /// Size of `adapter_model.safetensors` (or of the GGUF file) in bytes.
   std::size_t fileBytes() const noexcept { return m_fileBytes; }
   /// Trainable parameters of a module: r (in + out), plus out with DoRA.
   Index parameterCount(const Module& m) const noexcept {
@@ -79,15 +105,21 @@ class PeftAdapterFile {
 
   template <typename Scalar>
   Matrix<Scalar> A(const Module& m) const {
+    if (m_gguf) return ggufFactor(m, false).template cast<Scalar>();
     return m_tensors.matrix<Scalar>(m.keyA);
   }
   template <typename Scalar>
   Matrix<Scalar> B(const Module& m) const {
+    if (m_gguf) return ggufFactor(m, true).template cast<Scalar>();
     return m_tensors.matrix<Scalar>(m.keyB);
   }
   /// Lets the pages of a module's tensors go (SafeTensorsReader::release): call it when done
   /// with the module; its tensors are read from the file again if asked for.
   void release(const Module& m) const {
+    if (m_gguf) {
+      releaseGguf(m);
+      return;
+    }
     m_tensors.release(m.keyA);
     m_tensors.release(m.keyB);
     if (!m.keyMagnitude.empty()) m_tensors.release(m.keyMagnitude);
@@ -103,8 +135,13 @@ class PeftAdapterFile {
   PeftAdapterFile(AdapterConfig config, SafeTensorsReader tensors)
       : m_config(std::move(config)), m_tensors(std::move(tensors)) {}
 
+  Eigen::MatrixXf ggufFactor(const Module& m, bool b) const;
+  void releaseGguf(const Module& m) const;
+
   AdapterConfig m_config;
   SafeTensorsReader m_tensors;
+  std::shared_ptr<const GgufReader> m_gguf;
+  const GgufArchitecture* m_ggufArch = nullptr;
   std::vector<Module> m_modules;
   std::size_t m_fileBytes = 0;
 };
