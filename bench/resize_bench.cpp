@@ -3,6 +3,8 @@
 //   BM_LoraResize7B   runs build/bin/lora resize DIR OUT --energy 0.9 as a child process (read,
 //                     factored SVD of every module, write) and reports its wall time and its peak
 //                     resident memory (wait4's ru_maxrss) next to the adapter's file size
+//   BM_LoraConvert7B  `lora convert` of the same adapter to a GGUF F16 file for llama.cpp
+//   BM_LoraInspect7B  `lora inspect` of the adapter as a PEFT folder and as a GGUF F32 file
 //   BM_AdapterIO7B    the I/O floor of a resize: copies the adapter's tensors file (pread, pwrite
 //                     in 8 MiB chunks on T threads, then fsync), as much reading and writing as
 //                     a resize that kept every rank would do, without decoding or computing
@@ -168,6 +170,71 @@ BENCHMARK(BM_LoraResize7B)
     ->Arg(2)
     ->Arg(1)
     ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
+// `lora convert DIR OUT.gguf --dtype f16` (llama, 32 heads: q and k permuted), T threads.
+void BM_LoraConvert7B(benchmark::State& state) {
+  const Adapter& a = adapter();
+  const fs::path out = a.root / "converted.gguf";
+  long peak = 0;
+  for (auto _ : state) {
+    fs::remove(out);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = runChild({LORA_CLI, "convert", a.dir.string(), out.string(), "--arch", "llama",
+                             "--n-head", "32", "--n-head-kv", "32", "--dtype", "f16", "--threads",
+                             std::to_string(state.range(0)), "--quiet"},
+                            peak);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (rc != 0) {
+      state.SkipWithError("lora convert failed");
+      break;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    state.counters["out_MB"] = static_cast<double>(fs::file_size(out)) / 1e6;
+  }
+  fs::remove(out);
+  state.counters["adapter_MB"] = static_cast<double>(a.bytes) / 1e6;
+  state.counters["peak_rss_MB"] = static_cast<double>(peak) / 1e6;
+  state.counters["peak_over_adapter"] = static_cast<double>(peak) / static_cast<double>(a.bytes);
+}
+BENCHMARK(BM_LoraConvert7B)
+    ->Arg(2)
+    ->Arg(1)
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
+// `lora inspect` of the adapter as a PEFT folder (0) and as an F32 GGUF file (1), all threads.
+void BM_LoraInspect7B(benchmark::State& state) {
+  const Adapter& a = adapter();
+  const fs::path gguf = a.root / "inspect.gguf";
+  long peak = 0;
+  if (state.range(0) == 1 && !fs::exists(gguf) &&
+      runChild({LORA_CLI, "convert", a.dir.string(), gguf.string(), "--arch", "llama", "--n-head",
+                "32", "--dtype", "f32", "--quiet"},
+               peak) != 0) {
+    state.SkipWithError("lora convert failed");
+    return;
+  }
+  const std::string input = state.range(0) == 1 ? gguf.string() : a.dir.string();
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = runChild({LORA_CLI, "inspect", input, "--quiet"}, peak);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (rc != 0) {
+      state.SkipWithError("lora inspect failed");
+      break;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+  }
+  state.counters["peak_rss_MB"] = static_cast<double>(peak) / 1e6;
+}
+BENCHMARK(BM_LoraInspect7B)
+    ->ArgName("gguf")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(5)
     ->UseManualTime()
     ->Unit(benchmark::kSecond);
 

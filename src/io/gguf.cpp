@@ -818,16 +818,20 @@ Eigen::MatrixXf GgufReader::matrix(std::string_view name) const {
 }
 
 Eigen::MatrixXf GgufReader::matrix(const GgufTensorInfo& t) const {
+  return rowMajor(t);
+}
+
+Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> GgufReader::rowMajor(
+    const GgufTensorInfo& t) const {
   if (t.ne.size() > 2)
     fail("GgufReader::matrix", "expected a 1- or 2-D tensor for {} in '{}', got {} dimensions",
          shown(t.name), m_source, t.ne.size());
   const auto cols = static_cast<Eigen::Index>(t.ne[0]);
   const auto rows = static_cast<Eigen::Index>(t.ne.size() == 2 ? t.ne[1] : 1);
-  // ggml rows are contiguous: decoded row-major, that is, as the transpose of a column-major one.
-  Eigen::MatrixXf transposed(cols, rows);
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(rows, cols);
   const auto raw = rawBytes(t);
-  detail::decodeGgml(raw.data(), static_cast<std::size_t>(t.numel()), t.type, transposed.data());
-  return transposed.transpose();
+  detail::decodeGgml(raw.data(), static_cast<std::size_t>(t.numel()), t.type, m.data());
+  return m;
 }
 
 void GgufReader::release(const GgufTensorInfo& t) const {

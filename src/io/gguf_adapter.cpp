@@ -200,24 +200,37 @@ GgufBaseConfig readBaseConfig(const fs::path& path) {
   return out;
 }
 
+namespace {
+
+// Where llama.cpp's q/k permutation moves row `from` of a head-major block of heads x per rows:
+// within a head, (t, j) with t in {0, 1}, j < per / 2 becomes (j, t).
+Eigen::Index permutedRow(Eigen::Index from, Eigen::Index per) {
+  const Eigen::Index half = per / 2, head = from / per, rest = from % per;
+  return head * per + 2 * (rest % half) + rest / half;
+}
+
+void checkHeads(Eigen::Index rows, int heads, std::string_view where) {
+  if (heads <= 0 || rows % (2 * Eigen::Index{heads}) != 0)
+    fail(where, "expected a row count divisible by 2 x {} heads for the q/k permutation, got {}",
+         heads, rows);
+}
+
+}  // namespace
+
 Eigen::MatrixXf permuteHeads(const Eigen::Ref<const Eigen::MatrixXf>& B, int heads, bool inverse,
                              std::string_view where) {
   const Eigen::Index out = B.rows();
-  if (heads <= 0 || out % (2 * Eigen::Index{heads}) != 0)
-    fail(where, "expected a row count divisible by 2 x {} heads for the q/k permutation, got {}",
-         heads, out);
+  checkHeads(out, heads, where);
   // Rows of one head: (2, half) -> (half, 2). Row h·per + t·half + j moves to h·per + 2j + t.
-  const Eigen::Index per = out / heads, half = per / 2;
+  const Eigen::Index per = out / heads;
   Eigen::MatrixXf P(out, B.cols());
-  for (Eigen::Index h = 0; h < heads; ++h)
-    for (Eigen::Index t = 0; t < 2; ++t)
-      for (Eigen::Index j = 0; j < half; ++j) {
-        const Eigen::Index from = h * per + t * half + j, to = h * per + 2 * j + t;
-        if (inverse)
-          P.row(from) = B.row(to);
-        else
-          P.row(to) = B.row(from);
-      }
+  for (Eigen::Index from = 0; from < out; ++from) {
+    const Eigen::Index to = permutedRow(from, per);
+    if (inverse)
+      P.row(from) = B.row(to);
+    else
+      P.row(to) = B.row(from);
+  }
   return P;
 }
 
@@ -292,13 +305,23 @@ GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const fs::path
   };
   std::vector<Encoded> encoded(plan.size());
   std::vector<std::exception_ptr> errors(plan.size());
-  const auto encode = [&](const Eigen::MatrixXf& m, GgmlType& type, std::vector<std::uint64_t>& ne,
+  // A factor's values in row-major order, as both formats store them (no transposing copies).
+  const auto rowMajor = [&](const PeftAdapterFile::Module& m, bool b) -> Eigen::VectorXf {
+    if (!in.isGguf()) return in.tensors().flat<float>(b ? m.keyB : m.keyA);
+    const Eigen::MatrixXf M = b ? in.B<float>(m) : in.A<float>(m);
+    const Eigen::MatrixXf T = M.transpose();
+    return Eigen::Map<const Eigen::VectorXf>(T.data(), T.size());
+  };
+  const auto encode = [&](const Eigen::VectorXf& values, Eigen::Index rows, Eigen::Index cols,
+                          GgmlType& type, std::vector<std::uint64_t>& ne,
                           std::vector<std::byte>& bytes) {
     type = options.type;
     // Q8_0 needs rows in whole blocks; the converter writes other tensors as F16.
-    if (type == GgmlType::Q8_0 && m.cols() % 32 != 0) type = GgmlType::F16;
-    ne = {static_cast<std::uint64_t>(m.cols()), static_cast<std::uint64_t>(m.rows())};
-    bytes = encodeGgmlMatrix(m, type);
+    if (type == GgmlType::Q8_0 && cols % 32 != 0) type = GgmlType::F16;
+    const auto [block, blockBytes] = ggmlBlock(type);
+    ne = {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)};
+    bytes.resize(static_cast<std::size_t>(values.size()) / block * blockBytes);
+    detail::encodeGgml(values.data(), static_cast<std::size_t>(values.size()), type, bytes.data());
   };
   const int threads = std::max(1, lora::numThreads());
 #pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
@@ -306,18 +329,25 @@ GgufConversionReport convertPeftToGguf(const PeftAdapterFile& in, const fs::path
     try {
       const Planned& p = plan[i];
       const auto& m = *p.module;
-      const Eigen::MatrixXf A = in.A<float>(m);
-      Eigen::MatrixXf B = in.B<float>(m);
+      const Eigen::VectorXf A = rowMajor(m, false);  // r x in, row-major
+      Eigen::VectorXf B = rowMajor(m, true);         // out x r, row-major
       if (!A.allFinite() || !B.allFinite())
         fail(kWhere, "expected finite factors for module '{}', got NaN or Inf", m.name);
       if (static_cast<float>(p.target) != alpha) {
         B = (B.cast<double>() * (p.target / static_cast<double>(alpha))).cast<float>();
         encoded[i].folded = true;
       }
-      if (p.rule->permute != GgufPermute::None)
-        B = permuteHeads(B, headsFor(*p.rule, options.heads, m.name, kWhere), false, kWhere);
-      encode(A, encoded[i].typeA, encoded[i].neA, encoded[i].a);
-      encode(B, encoded[i].typeB, encoded[i].neB, encoded[i].b);
+      if (p.rule->permute != GgufPermute::None) {
+        const int heads = headsFor(*p.rule, options.heads, m.name, kWhere);
+        checkHeads(m.out, heads, kWhere);
+        Eigen::VectorXf P(B.size());
+        for (Eigen::Index from = 0; from < m.out; ++from)
+          std::copy_n(B.data() + from * m.rank, m.rank,
+                      P.data() + permutedRow(from, m.out / heads) * m.rank);
+        B.swap(P);
+      }
+      encode(A, m.rank, m.in, encoded[i].typeA, encoded[i].neA, encoded[i].a);
+      encode(B, m.out, m.rank, encoded[i].typeB, encoded[i].neB, encoded[i].b);
       in.release(m);
     } catch (...) {
       errors[i] = std::current_exception();

@@ -193,11 +193,29 @@ PeftAdapterFile PeftAdapterFile::openGguf(const fs::path& path, const GgufHeads&
   return out;
 }
 
-Eigen::MatrixXf PeftAdapterFile::ggufFactor(const Module& m, bool b) const {
-  Eigen::MatrixXf M = m_gguf->matrix(b ? m.keyB : m.keyA);
-  if (b && m.ggufHeads > 0) M = permuteHeads(M, m.ggufHeads, true, "PeftAdapterFile::B");
+template <typename Scalar>
+PeftAdapterFile::Matrix<Scalar> PeftAdapterFile::ggufFactor(const Module& m, bool b) const {
+  using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const GgufTensorInfo& t = m_gguf->tensor(b ? m.keyB : m.keyA);
+  Matrix<Scalar> M;
+  if (t.type == GgmlType::F32) {  // read in place: one transposing, converting pass
+    const auto raw = m_gguf->rawBytes(t);
+    M = Eigen::Map<const RowMatrixXf>(reinterpret_cast<const float*>(raw.data()),
+                                      static_cast<Index>(t.ne[1]), static_cast<Index>(t.ne[0]))
+            .template cast<Scalar>();
+  } else {
+    M = m_gguf->rowMajor(t).template cast<Scalar>();
+  }
+  if (b && m.ggufHeads > 0)
+    M = permuteHeads(M.template cast<float>(), m.ggufHeads, true, "PeftAdapterFile::B")
+            .template cast<Scalar>();
   return M;
 }
+
+template PeftAdapterFile::Matrix<float> PeftAdapterFile::ggufFactor<float>(const Module&,
+                                                                           bool) const;
+template PeftAdapterFile::Matrix<double> PeftAdapterFile::ggufFactor<double>(const Module&,
+                                                                             bool) const;
 
 void PeftAdapterFile::releaseGguf(const Module& m) const {
   m_gguf->release(m_gguf->tensor(m.keyA));

@@ -188,6 +188,9 @@ class GgufReader {
   /// ne[0] columns; other types or more dimensions throw lora::Error.
   Eigen::MatrixXf matrix(std::string_view name) const;
   Eigen::MatrixXf matrix(const GgufTensorInfo& t) const;
+  /// The same values in ggml's own (row-major) order: decoded without a transposing copy.
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rowMajor(
+      const GgufTensorInfo& t) const;
   /// Lets the pages of a tensor go when the file is mapped (as SafeTensorsReader::release).
   void release(const GgufTensorInfo& t) const;
 

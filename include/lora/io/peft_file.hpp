@@ -105,12 +105,12 @@ class PeftAdapterFile {
 
   template <typename Scalar>
   Matrix<Scalar> A(const Module& m) const {
-    if (m_gguf) return ggufFactor(m, false).template cast<Scalar>();
+    if (m_gguf) return ggufFactor<Scalar>(m, false);
     return m_tensors.matrix<Scalar>(m.keyA);
   }
   template <typename Scalar>
   Matrix<Scalar> B(const Module& m) const {
-    if (m_gguf) return ggufFactor(m, true).template cast<Scalar>();
+    if (m_gguf) return ggufFactor<Scalar>(m, true);
     return m_tensors.matrix<Scalar>(m.keyB);
   }
   /// Lets the pages of a module's tensors go (SafeTensorsReader::release): call it when done
@@ -135,7 +135,10 @@ class PeftAdapterFile {
   PeftAdapterFile(AdapterConfig config, SafeTensorsReader tensors)
       : m_config(std::move(config)), m_tensors(std::move(tensors)) {}
 
-  Eigen::MatrixXf ggufFactor(const Module& m, bool b) const;
+  // A GGUF factor decoded in one pass from the file's row-major storage (compiled for float
+  // and double in src/io/peft_file.cpp).
+  template <typename Scalar>
+  Matrix<Scalar> ggufFactor(const Module& m, bool b) const;
   void releaseGguf(const Module& m) const;
 
   AdapterConfig m_config;
@@ -145,5 +148,10 @@ class PeftAdapterFile {
   std::vector<Module> m_modules;
   std::size_t m_fileBytes = 0;
 };
+
+extern template PeftAdapterFile::Matrix<float> PeftAdapterFile::ggufFactor<float>(const Module&,
+                                                                                  bool) const;
+extern template PeftAdapterFile::Matrix<double> PeftAdapterFile::ggufFactor<double>(const Module&,
+                                                                                    bool) const;
 
 }  // namespace lora
