@@ -566,6 +566,7 @@ std::vector<std::byte> encodeGgmlMatrix(const Eigen::Ref<const Eigen::MatrixXf>&
   if (m.cols() % block != 0)
     fail(kWhere, "expected a row length that is a multiple of {} for {}, got {}", block,
          ggmlTypeName(type), m.cols());
+  if (!m.allFinite()) fail(kWhere, "expected finite values, got NaN or Inf");
   const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rows = m;
   const auto n = static_cast<std::size_t>(rows.size());
   std::vector<std::byte> out(n / block * blockBytes);
@@ -826,6 +827,10 @@ Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> GgufReader
   if (t.ne.size() > 2)
     fail("GgufReader::matrix", "expected a 1- or 2-D tensor for {} in '{}', got {} dimensions",
          shown(t.name), m_source, t.ne.size());
+  if (t.type != GgmlType::F32 && t.type != GgmlType::F16 && t.type != GgmlType::BF16 &&
+      t.type != GgmlType::Q8_0)
+    fail("GgufReader::matrix", "expected a tensor of type F32, F16, BF16 or Q8_0 for {} in '{}', got {}",
+         shown(t.name), m_source, ggmlTypeName(t.type));
   const auto cols = static_cast<Eigen::Index>(t.ne[0]);
   const auto rows = static_cast<Eigen::Index>(t.ne.size() == 2 ? t.ne[1] : 1);
   Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(rows, cols);

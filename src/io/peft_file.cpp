@@ -1,5 +1,6 @@
 #include "lora/io/peft_file.hpp"
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string_view>
@@ -198,8 +199,9 @@ PeftAdapterFile::Matrix<Scalar> PeftAdapterFile::ggufFactor(const Module& m, boo
   using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const GgufTensorInfo& t = m_gguf->tensor(b ? m.keyB : m.keyA);
   Matrix<Scalar> M;
-  if (t.type == GgmlType::F32) {  // read in place: one transposing, converting pass
-    const auto raw = m_gguf->rawBytes(t);
+  const auto raw = m_gguf->rawBytes(t);
+  if (t.type == GgmlType::F32 && reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(float) == 0) {
+    // Read in place (a file aligned as GGUF files are): one transposing, converting pass.
     M = Eigen::Map<const RowMatrixXf>(reinterpret_cast<const float*>(raw.data()),
                                       static_cast<Index>(t.ne[1]), static_cast<Index>(t.ne[0]))
             .template cast<Scalar>();
