@@ -16,6 +16,7 @@
 #include "support/cli.hpp"
 #include "support/cli_fixtures.hpp"
 #include "support/fixtures.hpp"
+#include "support/gguf.hpp"
 
 namespace {
 
@@ -99,24 +100,12 @@ TEST(CliConvert, RefusalsAreOneLineAndWriteNothing) {
   EXPECT_FALSE(fs::exists(s / "out"));
 }
 
-// The largest of 4, 2, 1 heads that q's row count allows in \p file, or 0.
-int llamaHeads(const lora::PeftAdapterFile& file) {
-  for (int h : {4, 2, 1}) {
-    bool ok = true;
-    for (const auto& m : file.modules())
-      if ((m.name.ends_with("q_proj") || m.name.ends_with("k_proj")) && m.out % (2 * h) != 0)
-        ok = false;
-    if (ok) return h;
-  }
-  return 0;
-}
-
 TEST(CliConvert, InspectResizeAndMergeReadGguf) {
   ScratchDir s("cli_gguf_commands");
   const fs::path fixtures = lora::test::fixtureDir();
   const fs::path in = fixtures / "default_trained";
   const auto peft = lora::PeftAdapterFile::open(in);
-  const int heads = llamaHeads(peft);
+  const int heads = lora::test::llamaHeads(peft);
   const std::string arch = heads > 0 ? " --arch llama --n-head " + std::to_string(heads) +
                                            " --n-head-kv " + std::to_string(heads)
                                      : " --arch qwen2";

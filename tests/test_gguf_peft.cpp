@@ -14,23 +14,12 @@
 #include "support/cli.hpp"
 #include "support/errors.hpp"
 #include "support/fixtures.hpp"
+#include "support/gguf.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using lora::GgmlType;
-
-// The largest of 4, 2, 1 heads that q's (and k's) row count allows, or 0.
-int headsFor(const lora::PeftAdapterFile& file) {
-  for (int h : {4, 2, 1}) {
-    bool ok = true;
-    for (const auto& m : file.modules())
-      if ((m.name.ends_with("q_proj") || m.name.ends_with("k_proj")) && m.out % (2 * h) != 0)
-        ok = false;
-    if (ok) return h;
-  }
-  return 0;
-}
 
 // "layers.0.self_attn.q_proj" -> "blk.0.attn_q.weight" (the fixtures are bare models).
 std::string ggufWeight(const std::string& module, const lora::GgufArchitecture& arch) {
@@ -55,7 +44,7 @@ TEST_P(GgufFixtures, LlamaCppDeltaEqualsPeftsAndRoundTrips) {
   const fs::path dir = lora::test::fixtureDir() / c.variant;
   if (!fs::exists(dir / "adapter_config.json")) GTEST_SKIP() << "no variant " << c.variant;
   const auto peft = lora::PeftAdapterFile::open(dir);
-  const int heads = headsFor(peft);
+  const int heads = lora::test::llamaHeads(peft);
   const std::string archName = heads > 0 ? "llama" : "qwen2";
   const auto& arch = lora::ggufArchitecture(archName, "test");
   lora::test::ScratchDir scratch("gguf_fixture");

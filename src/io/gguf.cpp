@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "file_bytes.hpp"
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
@@ -577,22 +578,8 @@ std::vector<std::byte> encodeGgmlMatrix(const Eigen::Ref<const Eigen::MatrixXf>&
 // ---------------------------------------------------------------------------------------------
 // GgufReader
 
-struct GgufReader::Storage {
-  std::vector<std::byte> owned;
-  void* mapped = nullptr;
-  std::size_t mappedSize = 0;
-
-  Storage() = default;
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-  ~Storage() {
-    if (mapped != nullptr) ::munmap(mapped, mappedSize);
-  }
-  const std::byte* data() const {
-    return mapped != nullptr ? static_cast<const std::byte*>(mapped) : owned.data();
-  }
-  std::size_t size() const { return mapped != nullptr ? mappedSize : owned.size(); }
-};
+// The bytes of a file: read into memory, or mapped.
+struct GgufReader::Storage : detail::FileBytes {};
 
 std::uint64_t GgufReader::fileBytes() const noexcept {
   return m_storage ? m_storage->size() : 0;
@@ -829,8 +816,9 @@ Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> GgufReader
          shown(t.name), m_source, t.ne.size());
   if (t.type != GgmlType::F32 && t.type != GgmlType::F16 && t.type != GgmlType::BF16 &&
       t.type != GgmlType::Q8_0)
-    fail("GgufReader::matrix", "expected a tensor of type F32, F16, BF16 or Q8_0 for {} in '{}', got {}",
-         shown(t.name), m_source, ggmlTypeName(t.type));
+    fail("GgufReader::matrix",
+         "expected a tensor of type F32, F16, BF16 or Q8_0 for {} in '{}', got {}", shown(t.name),
+         m_source, ggmlTypeName(t.type));
   const auto cols = static_cast<Eigen::Index>(t.ne[0]);
   const auto rows = static_cast<Eigen::Index>(t.ne.size() == 2 ? t.ne[1] : 1);
   Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(rows, cols);

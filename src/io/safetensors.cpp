@@ -23,6 +23,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "file_bytes.hpp"
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
@@ -405,22 +406,7 @@ std::int64_t TensorInfo::numel() const {
 // SafeTensorsReader
 
 // The bytes of a file: read into memory, or mapped.
-struct SafeTensorsReader::Storage {
-  std::vector<std::byte> owned;
-  void* mapped = nullptr;
-  std::size_t mappedSize = 0;
-
-  Storage() = default;
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-  ~Storage() {
-    if (mapped != nullptr) ::munmap(mapped, mappedSize);
-  }
-  const std::byte* data() const {
-    return mapped != nullptr ? static_cast<const std::byte*>(mapped) : owned.data();
-  }
-  std::size_t size() const { return mapped != nullptr ? mappedSize : owned.size(); }
-};
+struct SafeTensorsReader::Storage : detail::FileBytes {};
 
 SafeTensorsReader SafeTensorsReader::open(const std::filesystem::path& path) {
   constexpr std::string_view kWhere = "SafeTensorsReader::open";
