@@ -420,6 +420,37 @@ TEST(Gguf, AdapterFilesThatAreNotLoraAreErrors) {
                   "duplicate");
 }
 
+TEST(Gguf, KeysOnlyAndNoAlpha) {
+  // A file of key-value pairs only needs no padding after its header (ggml's reader agrees).
+  Raw keys;
+  keys.header(0, 1).kvString("general.architecture", "llama");
+  const GgufReader r = GgufReader::fromBytes(keys.b, "keys.gguf");
+  EXPECT_TRUE(r.tensors().empty());
+  EXPECT_EQ(r.value("general.architecture").asString("t", "a"), "llama");
+
+  // Without adapter.lora.alpha llama.cpp applies B·A unscaled: alpha = r, scaling 1.
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::string("qwen2"));
+  w.set("general.type", GgufValue::string("adapter"));
+  w.set("adapter.type", GgufValue::string("lora"));
+  const Eigen::MatrixXf A = randomMatrix(3, 8, 11), B = randomMatrix(6, 3, 12);
+  w.addTensor("blk.1.attn_v.weight.lora_a", A, GgmlType::F32);
+  w.addTensor("blk.1.attn_v.weight.lora_b", B, GgmlType::F32);
+  lora::test::ScratchDir dir("gguf_no_alpha");
+  w.write(dir / "a.gguf");
+  const auto file = lora::PeftAdapterFile::open(dir / "a.gguf");
+  ASSERT_TRUE(file.isGguf());
+  ASSERT_EQ(file.modules().size(), 1u);
+  const auto& m = file.modules()[0];
+  EXPECT_EQ(m.name, "model.layers.1.self_attn.v_proj");
+  EXPECT_EQ(m.rank, 3);
+  EXPECT_EQ(m.alpha, 3.0);
+  EXPECT_EQ(file.scaling(m), 1.0);
+  EXPECT_EQ(file.A<float>(m), A);
+  EXPECT_EQ(file.B<double>(m), B.cast<double>());
+  EXPECT_EQ(file.dtypeLabel(), "F32");
+}
+
 TEST(Gguf, DefaultNameFollowsGgufPy) {
   EXPECT_EQ(lora::ggufDefaultName("/x/my-lora-v2"), "My Lora v2");
   EXPECT_EQ(lora::ggufDefaultName("/x/my-adapter/"), "My Adapter");

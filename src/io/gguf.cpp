@@ -764,7 +764,8 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
     r.m_tensors.push_back(std::move(t));
   }
 
-  r.m_dataOffset = padTo(c.position(), r.m_alignment);
+  // Without tensors there is no data section, and ggml does not ask for the padding either.
+  r.m_dataOffset = r.m_tensors.empty() ? c.position() : padTo(c.position(), r.m_alignment);
   const std::uint64_t dataEnd =
       r.m_tensors.empty() ? r.m_dataOffset
                           : r.m_dataOffset + r.m_tensors.back().offset + r.m_tensors.back().bytes;
