@@ -200,7 +200,8 @@ PeftAdapterFile::Matrix<Scalar> PeftAdapterFile::ggufFactor(const Module& m, boo
   const GgufTensorInfo& t = m_gguf->tensor(b ? m.keyB : m.keyA);
   Matrix<Scalar> M;
   const auto raw = m_gguf->rawBytes(t);
-  if (t.type == GgmlType::F32 && reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(float) == 0) {
+  if (t.type == GgmlType::F32 &&
+      reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(float) == 0) {
     // Read in place (a file aligned as GGUF files are): one transposing, converting pass.
     M = Eigen::Map<const RowMatrixXf>(reinterpret_cast<const float*>(raw.data()),
                                       static_cast<Index>(t.ne[1]), static_cast<Index>(t.ne[0]))
