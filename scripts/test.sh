@@ -23,7 +23,10 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # and the misaligned typed access it finds cannot happen here (the readers copy bytes with memcpy;
 # nothing casts a byte pointer to a wider type). Every other UBSan check stays, and ASan sees
 # every access.
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
+# Compiled with Clang (the Release build uses GCC): LLVM's sanitizers are the reference ones, a
+# second compiler's diagnostics come with them, and Clang compiles this build in about 60% of
+# GCC's time (docs/development.md: 1 164 against 1 994 step-seconds, tests 83 s against 135 s).
+cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
   -DLORA_SANITIZE=address,undefined -DLORA_NO_SANITIZE=alignment -DLORA_LAPACK=OFF -DLORA_BUILD_BENCHMARKS=OFF -DLORA_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
