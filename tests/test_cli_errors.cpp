@@ -50,7 +50,9 @@ TEST(CliErrors, MissingFolderOrFiles) {
   fs::copy(tmp / "good" / "adapter_config.json", tmp / "no_tensors");
   expectAllRefuse(tmp, tmp / "no_tensors", "adapter_model.safetensors");
   writeText(tmp / "a_file", "x");
-  expectError("inspect " + q(tmp / "a_file"), "not a folder");
+  expectError("recommend --budget 5 " + q(tmp / "a_file"), "not GGUF");
+  // inspect and resize read a file that is not GGUF as a kohya LoRA (a safetensors file).
+  expectError("inspect " + q(tmp / "a_file"), "expected at least 8 bytes");
   expectError("merge --base " + q(tmp / "none.safetensors") + " --adapter " + q(tmp / "good") +
                   " --out " + q(tmp / "m.safetensors"),
               "none.safetensors", tmp / "m.safetensors");
@@ -87,41 +89,50 @@ TEST(CliErrors, BadConfigs) {
 TEST(CliErrors, BadModules) {
   ScratchDir tmp("modules");
   // A without B.
-  expectAllRefuse(tmp, adapterWithTensors(tmp, "a_only", "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + "}", 96),
-                  "got only lora_A");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(tmp, "a_only",
+                         "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + "}", 96),
+      "got only lora_A");
   // A and B disagree on r.
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "r_mismatch",
-                                     "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + ", " +
-                                         entry("layers.0.q.lora_B.weight", "F32", "[8, 3]", 96, 192) + "}",
-                                     192),
-                  "with the same r");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(tmp, "r_mismatch",
+                         "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + ", " +
+                             entry("layers.0.q.lora_B.weight", "F32", "[8, 3]", 96, 192) + "}",
+                         192),
+      "with the same r");
   // A DoRA magnitude without use_dora, and a tensor of another kind.
   expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "magnitude",
-                                     "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + ", " +
-                                         entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 96, 224) + ", " +
-                                         entry("layers.0.q.lora_magnitude_vector", "F32", "[8]", 224, 256) + "}",
-                                     256),
+                  adapterWithTensors(
+                      tmp, "magnitude",
+                      "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 6]", 0, 96) + ", " +
+                          entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 96, 224) + ", " +
+                          entry("layers.0.q.lora_magnitude_vector", "F32", "[8]", 224, 256) + "}",
+                      256),
                   "without use_dora");
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "embedding",
-                                     "{" + entry("embed.lora_embedding_A", "F32", "[4, 6]", 0, 96) + "}", 96),
-                  "not supported");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(tmp, "embedding",
+                         "{" + entry("embed.lora_embedding_A", "F32", "[4, 6]", 0, 96) + "}", 96),
+      "not supported");
   // Integer factors.
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "ints",
-                                     "{" + entry("layers.0.q.lora_A.weight", "I32", "[4, 6]", 0, 96) + ", " +
-                                         entry("layers.0.q.lora_B.weight", "I32", "[8, 4]", 96, 224) + "}",
-                                     224),
-                  "got I32");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(tmp, "ints",
+                         "{" + entry("layers.0.q.lora_A.weight", "I32", "[4, 6]", 0, 96) + ", " +
+                             entry("layers.0.q.lora_B.weight", "I32", "[8, 4]", 96, 224) + "}",
+                         224),
+      "got I32");
   // Non-finite factors are refused by the computations.
   lora::PeftAdapterWriter w(lora::AdapterConfig::parse(kConfig, "t"));
-  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2), 8);
+  w.add("layers.0.q", lora::test::gaussian<float>(4, 6, 1), lora::test::gaussian<float>(8, 4, 2),
+        8);
   w.write(tmp / "nan");
   {
     // Overwrite one value of A with a NaN (F32 0x7fc00000) in the data buffer.
-    std::fstream f(tmp / "nan" / "adapter_model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(tmp / "nan" / "adapter_model.safetensors",
+                   std::ios::in | std::ios::out | std::ios::binary);
     std::uint64_t n = 0;
     f.read(reinterpret_cast<char*>(&n), 8);
     f.seekp(static_cast<std::streamoff>(8 + n));
@@ -150,23 +161,31 @@ TEST(CliErrors, MalformedSafetensors) {
   // Header length past the end of the file.
   expectAllRefuse(tmp, adapterWithTensors(tmp, "length", good, 224, 1u << 20), "header length");
   // Overlapping and out-of-range offsets.
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "overlap",
-                                     "{" + a + ", " + entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 64, 192) + "}", 192),
-                  "overlaps");
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "range",
-                                     "{" + a + ", " + entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 96, 4096) + "}", 224),
-                  "expected");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(
+          tmp, "overlap",
+          "{" + a + ", " + entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 64, 192) + "}", 192),
+      "overlaps");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(
+          tmp, "range",
+          "{" + a + ", " + entry("layers.0.q.lora_B.weight", "F32", "[8, 4]", 96, 4096) + "}", 224),
+      "expected");
   // Unknown dtype; shape byte size against offsets; invalid JSON header.
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "dtype",
-                                     "{" + entry("layers.0.q.lora_A.weight", "F31", "[4, 6]", 0, 96) + ", " + b + "}", 224),
-                  "F31");
-  expectAllRefuse(tmp,
-                  adapterWithTensors(tmp, "shape",
-                                     "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 5]", 0, 96) + ", " + b + "}", 224),
-                  "expected");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(
+          tmp, "dtype",
+          "{" + entry("layers.0.q.lora_A.weight", "F31", "[4, 6]", 0, 96) + ", " + b + "}", 224),
+      "F31");
+  expectAllRefuse(
+      tmp,
+      adapterWithTensors(
+          tmp, "shape",
+          "{" + entry("layers.0.q.lora_A.weight", "F32", "[4, 5]", 0, 96) + ", " + b + "}", 224),
+      "expected");
   expectAllRefuse(tmp, adapterWithTensors(tmp, "json", "{\"base_model.model.x\": ", 0), "JSON");
   // The base model file of merge is checked the same way.
   writeGoodAdapter(tmp / "good");

@@ -50,6 +50,8 @@
 #include "lora/io/atomic_file.hpp"
 #include "lora/io/gguf.hpp"
 #include "lora/io/gguf_adapter.hpp"
+#include "lora/io/kohya.hpp"
+#include "lora/io/kohya_resize.hpp"
 #include "lora/io/loss_log.hpp"
 #include "lora/io/peft_adapter.hpp"
 #include "lora/io/peft_file.hpp"

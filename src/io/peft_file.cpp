@@ -1,5 +1,6 @@
 #include "lora/io/peft_file.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -34,7 +35,10 @@ PeftAdapterFile PeftAdapterFile::open(const std::filesystem::path& dir) {
   if (GgufReader::looksLikeGguf(dir)) return openGguf(dir);
   if (!fs::is_directory(dir, ec)) {
     fail(kWhere, "expected an adapter folder or a GGUF adapter file, got '{}' ({})", dir.string(),
-         fs::exists(dir, ec) ? "not a folder, and not a GGUF file" : "no such folder");
+         !fs::exists(dir, ec)           ? "no such folder"
+         : fs::is_regular_file(dir, ec) ? "a file that is not GGUF; kohya LoRA files open with "
+                                          "PeftAdapterFile::openKohya"
+                                        : "not a folder, and not a GGUF file");
   }
   AdapterConfig config = AdapterConfig::load(dir);
   const fs::path file = dir / "adapter_model.safetensors";
@@ -191,6 +195,46 @@ PeftAdapterFile PeftAdapterFile::openGguf(const fs::path& path, const GgufHeads&
     out.m_modules.push_back(std::move(m));
   }
   out.m_gguf = std::move(reader);
+  return out;
+}
+
+PeftAdapterFile PeftAdapterFile::openKohya(const fs::path& path) {
+  constexpr std::string_view kWhereKohyaFile = "PeftAdapterFile::openKohya";
+  SafeTensorsReader reader = SafeTensorsReader::map(path);
+  auto layout = std::make_shared<const KohyaLayout>(readKohyaLayout(reader));
+  std::error_code ec;
+  if (std::all_of(layout->modules.begin(), layout->modules.end(), [](const KohyaModule& m) {
+        return m.name.starts_with(kPrefix) && m.keyAlpha.empty();
+      })) {
+    fail(kWhereKohyaFile,
+         "expected a kohya-format LoRA file, got the tensors of a PEFT adapter in '{}' (their "
+         "scaling is in adapter_config.json: pass the adapter's folder)",
+         path.string());
+  }
+  AdapterConfig config;
+  config.sourceName = path.string();
+  std::vector<ModuleRankAlpha> ranks;
+  for (const KohyaModule& m : layout->modules)
+    ranks.push_back(
+        {m.name, static_cast<int>(m.rank), m.alpha ? *m.alpha : static_cast<double>(m.rank)});
+  assignPatterns(config, ranks);
+  PeftAdapterFile out(std::move(config), std::move(reader));
+  out.m_fileBytes = static_cast<std::size_t>(fs::file_size(path, ec));
+  for (std::size_t i = 0; i < layout->modules.size(); ++i) {
+    const KohyaModule& k = layout->modules[i];
+    Module m;
+    m.name = k.name;
+    m.keyA = k.keyDown;
+    m.keyB = k.keyUp;
+    m.rank = k.rank;
+    m.in = k.columns();
+    m.out = k.out;
+    m.alpha = ranks[i].alpha;
+    m.kernelH = k.kernelH;
+    m.kernelW = k.kernelW;
+    out.m_modules.push_back(std::move(m));
+  }
+  out.m_kohya = std::move(layout);
   return out;
 }
 

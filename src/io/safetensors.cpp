@@ -191,7 +191,7 @@ void scatter(const TensorInfo& t, const std::byte* src, std::size_t elemSize, Sc
     // through memory one element per cache line.
     constexpr std::size_t kTile = 64;
     const auto rows = static_cast<std::size_t>(t.shape[0]);
-    const auto cols = static_cast<std::size_t>(t.shape[1]);
+    const std::size_t cols = rows == 0 ? 0 : static_cast<std::size_t>(t.numel()) / rows;
     for (std::size_t i0 = 0; i0 < rows; i0 += kTile) {
       const std::size_t iEnd = std::min(rows, i0 + kTile);
       for (std::size_t j0 = 0; j0 < cols; j0 += kTile) {
@@ -620,6 +620,10 @@ const TensorInfo& SafeTensorsReader::tensorOfRank(std::string_view name, int ran
     fail(where, "expected a {}-D tensor, got shape {} for tensor '{}' in '{}'", rank,
          shapeText(t->shape), t->name, m_source);
   }
+  if (rank == -2 && t->shape.size() < 2) {
+    fail(where, "expected a tensor of 2 or more dimensions, got shape {} for tensor '{}' in '{}'",
+         shapeText(t->shape), t->name, m_source);
+  }
   return *t;
 }
 
@@ -770,6 +774,68 @@ void SafeTensorsWriter::addEncodedImpl(std::string name, std::vector<std::int64_
     m_entries.pop_back();
     throw;
   }
+}
+
+namespace {
+
+// The position of a dtype in the `Dtype` enum of the safetensors crate (its declaration order:
+// BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64), which its
+// serializer sorts by, largest first.
+int referenceDTypeOrder(DType d) {
+  switch (d) {
+    case DType::Bool:
+      return 0;
+    case DType::U8:
+      return 1;
+    case DType::I8:
+      return 2;
+    case DType::F8_E5M2:
+      return 3;
+    case DType::F8_E4M3:
+      return 4;
+    case DType::I16:
+      return 5;
+    case DType::U16:
+      return 6;
+    case DType::F16:
+      return 7;
+    case DType::BF16:
+      return 8;
+    case DType::I32:
+      return 9;
+    case DType::U32:
+      return 10;
+    case DType::F32:
+      return 11;
+    case DType::F64:
+      return 12;
+    case DType::I64:
+      return 13;
+    case DType::U64:
+      return 14;
+  }
+  return 0;
+}
+
+}  // namespace
+
+SafeTensorsWriter& SafeTensorsWriter::sortAsReference() {
+  std::vector<std::size_t> order(m_entries.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const int da = referenceDTypeOrder(m_entries[a].dtype);
+    const int db = referenceDTypeOrder(m_entries[b].dtype);
+    if (da != db) return da > db;
+    return m_entries[a].name < m_entries[b].name;
+  });
+  std::vector<Entry> sorted;
+  sorted.reserve(m_entries.size());
+  std::map<std::string, std::size_t, std::less<>> index;
+  for (std::size_t i = 0; i < order.size(); ++i) index.emplace(m_entries[order[i]].name, i);
+  for (std::size_t i : order) sorted.push_back(std::move(m_entries[i]));
+  m_entries.swap(sorted);
+  m_index.swap(index);
+  return *this;
 }
 
 void SafeTensorsWriter::write(const std::filesystem::path& path) const {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "lora/error.hpp"
+#include "lora/io/gguf.hpp"
 #include "lora/linalg/factored_svd.hpp"
 #include "lora/threads.hpp"
 
@@ -130,6 +131,11 @@ bool mutatesBase(const AdapterConfig& config) {
   std::transform(init.begin(), init.end(), init.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return init.starts_with("pissa") || init == "olora" || init == "corda" || init == "loftq";
+}
+
+bool isKohyaFile(const std::filesystem::path& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) && !GgufReader::looksLikeGguf(path);
 }
 
 Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFile::Module& m) {

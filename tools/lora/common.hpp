@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,10 @@ std::size_t peakRssBytes();
 /// Whether an adapter's factors apply to a base weight changed at initialisation (PiSSA, OLoRA,
 /// CorDA, LoftQ: `init_lora_weights` "pissa...", "olora", "corda", "loftq").
 bool mutatesBase(const AdapterConfig& config);
+
+/// Whether \p path is a file that is not a GGUF adapter: what inspect and resize read as a kohya
+/// LoRA (a safetensors file).
+bool isKohyaFile(const std::filesystem::path& path);
 
 /// The singular values of s·B·A for module \p m, from the factors (FactoredSVD, values only).
 Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFile::Module& m);

@@ -128,7 +128,10 @@ void printTable(const InspectArgs& a, const PeftAdapterFile& file,
   const auto& modules = file.modules();
   const AdapterConfig& cfg = file.config();
 
-  if (file.isGguf()) {
+  if (file.isKohya()) {
+    fmt::print("adapter {} (kohya LoRA): {} module{}, {} factors, scaling alpha / r\n", a.dir,
+               modules.size(), modules.size() == 1 ? "" : "s", file.dtypeLabel());
+  } else if (file.isGguf()) {
     fmt::print(
         "adapter {} (GGUF, {}): {} module{}, {} factors, alpha / r as llama.cpp applies it\n",
         a.dir, file.ggufArchitecture()->name, modules.size(), modules.size() == 1 ? "" : "s",
@@ -139,15 +142,33 @@ void printTable(const InspectArgs& a, const PeftAdapterFile& file,
         a.dir, modules.size(), modules.size() == 1 ? "" : "s", file.dtypeLabel(), cfg.useRslora,
         cfg.useDora, cfg.initLoraWeights);
   }
-  Table table({"module", "out", "in", "rank", "alpha", "scaling", "sigma1", "e90", "e95", "e99",
-               "eff.rank", "params"});
+  std::vector<std::string> header = {"module", "out", "in",  "rank", "alpha",    "scaling",
+                                     "sigma1", "e90", "e95", "e99",  "eff.rank", "params"};
+  if (file.isKohya()) header.insert(header.begin() + 1, "kind");
+  Table table(std::move(header));
   for (std::size_t i = 0; i < modules.size(); ++i) {
     const auto& m = modules[i];
     const ModuleStats& s = stats[i];
-    table.add({m.name, std::to_string(m.out), std::to_string(m.in), std::to_string(m.rank),
-               num(m.alpha), num(file.scaling(m)), num(s.sigma1), std::to_string(s.energy90),
-               std::to_string(s.energy95), std::to_string(s.energy99),
-               fmt::format("{:.2f}", s.entropyRank), std::to_string(file.parameterCount(m))});
+    std::vector<std::string> row = {m.name,
+                                    std::to_string(m.out),
+                                    std::to_string(m.in),
+                                    std::to_string(m.rank),
+                                    num(m.alpha),
+                                    num(file.scaling(m)),
+                                    num(s.sigma1),
+                                    std::to_string(s.energy90),
+                                    std::to_string(s.energy95),
+                                    std::to_string(s.energy99),
+                                    fmt::format("{:.2f}", s.entropyRank),
+                                    std::to_string(file.parameterCount(m))};
+    if (file.isKohya()) {
+      // A conv module's in is channels·kh·kw (the columns of its delta), shown as such.
+      row.insert(row.begin() + 1, m.kernelH > 0 ? fmt::format("conv {}x{}", m.kernelH, m.kernelW)
+                                                : std::string("linear"));
+      if (m.kernelH > 0)
+        row[3] = fmt::format("{}·{}·{}", m.in / (m.kernelH * m.kernelW), m.kernelH, m.kernelW);
+    }
+    table.add(std::move(row));
   }
   table.print(stdout);
   fmt::print("total: {} module{}, rank sum {}, {} parameters, {} bytes on disk\n", modules.size(),
@@ -166,7 +187,8 @@ void run(const CLI::App* cmd, const InspectArgs& a) {
                     a.force);
   }
   const unsigned threads = threadCount(cmd, a.common);
-  const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
+  const PeftAdapterFile file =
+      isKohyaFile(a.dir) ? PeftAdapterFile::openKohya(a.dir) : PeftAdapterFile::open(a.dir);
   const auto& modules = file.modules();
   std::vector<ModuleStats> stats(modules.size());
   std::vector<Eigen::VectorXd> spectra(a.plot.empty() ? 0 : modules.size());
@@ -203,18 +225,28 @@ void run(const CLI::App* cmd, const InspectArgs& a) {
   if (a.common.json) {
     nlohmann::ordered_json j;
     j["adapter"] = a.dir;
-    j["format"] = file.isGguf() ? "gguf" : "peft";
+    j["format"] = file.isKohya() ? "kohya" : file.isGguf() ? "gguf" : "peft";
     if (file.isGguf()) j["arch"] = std::string(file.ggufArchitecture()->name);
     j["dtype"] = std::string(file.dtypeLabel());
-    j["use_rslora"] = cfg.useRslora;
-    j["use_dora"] = cfg.useDora;
-    j["init_lora_weights"] = cfg.initLoraWeights;
+    if (!file.isKohya()) {
+      j["use_rslora"] = cfg.useRslora;
+      j["use_dora"] = cfg.useDora;
+      j["init_lora_weights"] = cfg.initLoraWeights;
+    }
     j["modules"] = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < modules.size(); ++i) {
       const auto& m = modules[i];
       const ModuleStats& s = stats[i];
       nlohmann::ordered_json e;
       e["name"] = m.name;
+      if (file.isKohya()) {
+        e["kind"] = m.kernelH > 0 ? "conv" : "linear";
+        if (m.kernelH > 0) {
+          e["kernel"] = {m.kernelH, m.kernelW};
+          e["channels_in"] = m.in / (m.kernelH * m.kernelW);
+        }
+        e["has_alpha"] = !file.kohya()->modules[i].keyAlpha.empty();
+      }
       e["out"] = m.out;
       e["in"] = m.in;
       e["rank"] = m.rank;
@@ -245,9 +277,12 @@ void addInspect(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   CLI::App* cmd = app.add_subcommand(
       "inspect",
-      "Per module of a PEFT adapter: shape, rank, alpha, scaling, and the spectrum of s·B·A "
-      "(σ1, energy ranks at 0.9/0.95/0.99, entropy effective rank), computed from the factors.");
-  cmd->add_option("DIR", args->dir, "PEFT adapter folder or GGUF adapter file")->required();
+      "Per module of a PEFT adapter (or GGUF adapter, or kohya Stable Diffusion LoRA): shape, "
+      "rank, alpha, scaling, and the spectrum of s·B·A (σ1, energy ranks at 0.9/0.95/0.99, "
+      "entropy effective rank), computed from the factors.");
+  cmd->add_option("DIR", args->dir,
+                  "PEFT adapter folder, GGUF adapter file or kohya LoRA file (.safetensors)")
+      ->required();
   addForceFlag(cmd, args->force);
   cmd->add_option("--plot", args->plot,
                   "also draw the spectra σ_i of s·B·A and their cumulative energy, with the "

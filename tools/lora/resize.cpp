@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -34,6 +35,7 @@
 #include "lora/linalg/factored_svd.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "outputs.hpp"
+#include "resize_kohya.hpp"
 
 namespace lora::cli {
 namespace {
@@ -47,7 +49,7 @@ struct ResizeArgs {
   int rank = 0;
   double energy = 0, svRatio = 0, svCumulative = 0, svFro = 0;
   bool knee = false;
-  int minRank = 1, maxRank = 0;
+  int minRank = 1, maxRank = 0, convRank = 0;
   bool force = false;
   CommonOptions common;
 };
@@ -202,7 +204,64 @@ struct GgufSink {
   std::vector<Tensors> modules;
 };
 
+// A kohya LoRA file: kohya's rules and flags (--rank, --sv-*, --max-rank as kohya's --new_rank
+// cap, default 4; --conv-rank as its --new_conv_rank).
+void runKohya(const CLI::App* cmd, const ResizeArgs& a) {
+  for (const char* flag : {"--energy", "--knee", "--rank-pattern", "--min-rank"}) {
+    if (cmd->count(flag)) {
+      detail::fail(kWhereResize,
+                   "expected --rank, --sv-ratio, --sv-cumulative or --sv-fro for the kohya LoRA "
+                   "file '{}' (the rules of kohya's resize_lora.py), got {}",
+                   a.dir, flag);
+    }
+  }
+  KohyaResizeRequest q;
+  q.in = a.dir;
+  q.out = a.outDir;
+  q.force = a.force;
+  q.common = a.common;
+  q.threads = threadCount(cmd, a.common);
+  KohyaResizeOptions& o = q.options;
+  if (cmd->count("--rank")) {
+    if (cmd->count("--max-rank")) {
+      detail::fail(kWhereResize,
+                   "expected --max-rank only with --sv-ratio, --sv-cumulative or --sv-fro (it "
+                   "caps their ranks), got it with --rank {}",
+                   a.rank);
+    }
+    o.rule = KohyaRule::Fixed;
+    o.rank = a.rank;
+    q.ruleFlag = fmt::format("--rank {}", a.rank);
+  } else {
+    const auto [rule, flag, t] =
+        cmd->count("--sv-ratio") ? std::tuple{KohyaRule::SvRatio, "--sv-ratio", a.svRatio}
+        : cmd->count("--sv-cumulative")
+            ? std::tuple{KohyaRule::SvCumulative, "--sv-cumulative", a.svCumulative}
+            : std::tuple{KohyaRule::SvFro, "--sv-fro", a.svFro};
+    o.rule = rule;
+    o.parameter = t;
+    o.rank = cmd->count("--max-rank") ? a.maxRank : 4;  // kohya's --new_rank default
+    q.ruleFlag = fmt::format("{} {}", flag, t);
+  }
+  if (cmd->count("--conv-rank")) {
+    if (a.convRank < 1) detail::fail(kWhereResize, "expected --conv-rank >= 1, got {}", a.convRank);
+    o.convRank = a.convRank;
+  }
+  if (!a.dtype.empty()) {
+    o.dtype = parseDTypeName(a.dtype, kWhereResize);
+    if (o.dtype == DType::F64)
+      detail::fail(kWhereResize, "expected --dtype f32, f16 or bf16 for a kohya file, got f64");
+  }
+  resizeKohya(q);
+}
+
 void run(const CLI::App* cmd, const ResizeArgs& a) {
+  if (isKohyaFile(a.dir)) {
+    runKohya(cmd, a);
+    return;
+  }
+  if (cmd->count("--conv-rank"))
+    detail::fail(kWhereResize, "expected --conv-rank only for a kohya LoRA file, got '{}'", a.dir);
   const unsigned threads = threadCount(cmd, a.common);
   const Plan plan = makePlan(cmd, a);
   std::vector<fs::path> inputs = adapterInputs(a.dir);
@@ -462,10 +521,14 @@ void addResize(CLI::App& app) {
       "resize",
       "Shrink each module of a PEFT adapter to the rank a rule picks from the spectrum of its "
       "s·B·A; the new factors are the truncated SVD, computed from the factors. Writes a PEFT "
-      "adapter whose rank_pattern/alpha_pattern give every module its new rank and alpha.");
-  cmd->add_option("DIR", args->dir, "PEFT adapter folder or GGUF adapter file")->required();
+      "adapter whose rank_pattern/alpha_pattern give every module its new rank and alpha. A GGUF "
+      "adapter gives a GGUF file; a kohya Stable Diffusion LoRA file a kohya file, by the rules "
+      "of kohya's resize_lora.py (docs/cli.md).");
+  cmd->add_option("DIR", args->dir,
+                  "PEFT adapter folder, GGUF adapter file or kohya LoRA file (.safetensors)")
+      ->required();
   cmd->add_option("OUT_DIR", args->outDir,
-                  "folder for the resized adapter (a GGUF file when DIR is one)")
+                  "folder for the resized adapter (a file when DIR is a GGUF or kohya file)")
       ->required();
   CLI::Option_group* rule = cmd->add_option_group("rule", "exactly one rank rule");
   rule->add_option("--rank", args->rank, "the same rank N for every module");
@@ -482,10 +545,16 @@ void addResize(CLI::App& app) {
                    "writes), PEFT's pattern rule");
   rule->require_option(1);
   cmd->add_option("--min-rank", args->minRank, "lowest new rank (default 1)");
-  cmd->add_option("--max-rank", args->maxRank, "highest new rank (default: no limit)");
+  cmd->add_option("--max-rank", args->maxRank,
+                  "highest new rank (default: no limit; kohya files: the cap of the --sv-* "
+                  "rules, kohya's --new_rank, default 4)");
+  cmd->add_option("--conv-rank", args->convRank,
+                  "kohya files: the rank (with --rank) or cap (--sv-*) of conv modules, kohya's "
+                  "--new_conv_rank (default: that of the linear modules)");
   addForceFlag(cmd, args->force);
   cmd->add_option("--dtype", args->dtype,
-                  "f32, f16 or bf16 for the new factors (GGUF: also q8_0; default: as read)");
+                  "f32, f16 or bf16 for the new factors (GGUF: also q8_0; default: as read; "
+                  "kohya files: f32, as kohya's --save_precision)");
   addCommonOptions(cmd, args->common, true);
   cmd->callback([cmd, args] { run(cmd, *args); });
 }

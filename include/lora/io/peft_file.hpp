@@ -15,6 +15,7 @@
 
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/gguf_adapter.hpp"
+#include "lora/io/kohya.hpp"
 #include "lora/io/safetensors.hpp"
 #include "lora/scaling.hpp"
 
@@ -39,6 +40,10 @@ namespace lora {
 /// returned as llama.cpp stores it unless head counts are given: for llama's q and k its rows are
 /// then permuted per head, which changes neither the spectrum nor a truncated SVD (both commute
 /// with a row permutation), but does matter for a merge into a HF base weight.
+///
+/// A kohya-format Stable Diffusion LoRA (a `.safetensors` file, lora/io/kohya.hpp) opens as one too
+/// (openKohya()): modules under their kohya names, A = lora_down as r x (in·kh·kw), B = lora_up as
+/// out x r, alpha as stored (r without one: scale 1), scaling alpha / r.
 /// \code
 /// auto file = lora::PeftAdapterFile::open("my-adapter");
 /// for (const auto& m : file.modules()) {
@@ -64,10 +69,13 @@ class PeftAdapterFile {
     /// GGUF only, llama's q and k: B's rows are un-permuted on read for this many heads (> 0),
     /// or stay as llama.cpp stores them (-1: no head counts were given); 0 otherwise.
     int ggufHeads = 0;
+    /// kohya conv modules: the kernel (`in` is then channels·kh·kw); 0 otherwise.
+    Index kernelH = 0, kernelW = 0;
   };
 
   /// Reads and validates `<dir>/adapter_config.json` and `<dir>/adapter_model.safetensors`; any
-  /// problem throws lora::Error naming the file (and the module).
+  /// problem throws lora::Error naming the file (and the module). A GGUF file instead of a folder
+  /// is opened as openGguf() opens it (recognized by its content).
   static PeftAdapterFile open(const std::filesystem::path& dir);
   /// Opens the GGUF LoRA adapter \p path (see the class comment): module names
   /// `<modulePrefix>layers.N.self_attn.q_proj`, B un-permuted for llama's q/k when \p heads
@@ -75,6 +83,14 @@ class PeftAdapterFile {
   static PeftAdapterFile openGguf(const std::filesystem::path& path, const GgufHeads& heads = {},
                                   std::string_view modulePrefix = "model.");
 
+  /// Opens the kohya-format LoRA file \p path (see the class comment); the tensors of a PEFT
+  /// folder (`adapter_model.safetensors`), or a file without LoRA modules, throw lora::Error.
+  static PeftAdapterFile openKohya(const std::filesystem::path& path);
+
+  /// Whether the adapter was read from a kohya file, and then its layout (modules in the same
+  /// order as modules()).
+  bool isKohya() const noexcept { return m_kohya != nullptr; }
+  const KohyaLayout* kohya() const noexcept { return m_kohya.get(); }
   /// Whether the adapter was read from a GGUF file, and then its reader and architecture.
   bool isGguf() const noexcept { return m_gguf != nullptr; }
   const GgufReader* gguf() const noexcept { return m_gguf.get(); }
@@ -106,11 +122,13 @@ class PeftAdapterFile {
   template <typename Scalar>
   Matrix<Scalar> A(const Module& m) const {
     if (m_gguf) return ggufFactor<Scalar>(m, false);
+    if (m_kohya) return m_tensors.flattenedMatrix<Scalar>(m.keyA);
     return m_tensors.matrix<Scalar>(m.keyA);
   }
   template <typename Scalar>
   Matrix<Scalar> B(const Module& m) const {
     if (m_gguf) return ggufFactor<Scalar>(m, true);
+    if (m_kohya) return m_tensors.flattenedMatrix<Scalar>(m.keyB);
     return m_tensors.matrix<Scalar>(m.keyB);
   }
   /// Lets the pages of a module's tensors go (SafeTensorsReader::release): call it when done
@@ -144,6 +162,7 @@ class PeftAdapterFile {
   AdapterConfig m_config;
   SafeTensorsReader m_tensors;
   std::shared_ptr<const GgufReader> m_gguf;
+  std::shared_ptr<const KohyaLayout> m_kohya;
   const GgufArchitecture* m_ggufArch = nullptr;
   std::vector<Module> m_modules;
   std::size_t m_fileBytes = 0;

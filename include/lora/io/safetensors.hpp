@@ -140,6 +140,21 @@ class SafeTensorsReader {
     return m;
   }
 
+  /// A tensor of rank 2 or more as a `shape[0] x (shape[1]·shape[2]·…)` matrix: each index of the
+  /// first dimension a row, the rest flattened in row-major (C) order, as PyTorch's
+  /// `t.reshape(shape[0], -1)` (a conv kernel `[out, in, kh, kw]` becomes out x (in·kh·kw)).
+  /// Rank 0 or 1, or a dtype other than F16/BF16/F32/F64, throws lora::Error.
+  template <typename Scalar>
+  Matrix<Scalar> flattenedMatrix(std::string_view name) const {
+    static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                  "SafeTensorsReader::flattenedMatrix: Scalar must be float or double");
+    const TensorInfo& t = tensorOfRank(name, -2, "SafeTensorsReader::flattenedMatrix");
+    const auto rows = static_cast<Index>(t.shape[0]);
+    Matrix<Scalar> m(rows, rows == 0 ? 0 : static_cast<Index>(t.numel()) / rows);
+    decodeInto(t, m.data(), true, "SafeTensorsReader::flattenedMatrix");
+    return m;
+  }
+
   /// A 1-D tensor as a column vector; another rank or dtype throws lora::Error.
   template <typename Scalar>
   Vector<Scalar> vector(std::string_view name) const {
@@ -170,10 +185,10 @@ class SafeTensorsReader {
                                  std::string_view where);
   const std::byte* dataOf(const TensorInfo& t) const;
   const TensorInfo* find(std::string_view name) const;
-  // rank < 0: any rank.
+  // rank -1: any rank; -2: rank 2 or more.
   const TensorInfo& tensorOfRank(std::string_view name, int rank, std::string_view where) const;
-  // Writes numel() elements; with transpose2d the row-major [rows, cols] data goes to a
-  // column-major rows x cols array.
+  // Writes numel() elements; with transpose2d the row-major data, as shape[0] rows of the rest,
+  // goes to a column-major array.
   void decodeInto(const TensorInfo& t, float* out, bool transpose2d, std::string_view where) const;
   void decodeInto(const TensorInfo& t, double* out, bool transpose2d, std::string_view where) const;
 
@@ -276,6 +291,13 @@ class SafeTensorsWriter {
   /// a fixed order. A name that this writer already has throws lora::Error, and then neither
   /// writer is changed.
   SafeTensorsWriter& append(SafeTensorsWriter&& other);
+
+  /// Puts the tensors in the order in which the reference writer (the `safetensors` Rust crate,
+  /// behind `safetensors.torch.save_file`) lays them out: by dtype, the larger enumerator of its
+  /// `Dtype` first, then by name (byte order). A file written after this has the header and data
+  /// section that `save_file` writes for the same tensors and metadata, byte for byte, apart from
+  /// the order of the metadata keys (the reference writer's order is a hash map's).
+  SafeTensorsWriter& sortAsReference();
 
   /// Sets `__metadata__[key] = value` (replacing an earlier value); non-UTF-8 text throws.
   SafeTensorsWriter& setMetadata(std::string key, std::string value);
