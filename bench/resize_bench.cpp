@@ -33,14 +33,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "lora/io/peft_writer.hpp"
+#include "lora/io/safetensors.hpp"
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
+#include "lora/threads.hpp"
 
 extern char** environ;
 
@@ -309,6 +313,192 @@ BENCHMARK(BM_DenseModule)
     ->Iterations(1)
     ->UseRealTime()
     ->Unit(benchmark::kSecond);
+
+// ---------------------------------------------------------------------------------------------
+// The SDXL-sized kohya LoRA.
+
+struct KohyaShape {
+  std::string name;
+  Index out, in, kernel;  // kernel 0: linear
+  Index cols() const { return kernel > 0 ? in * kernel * kernel : in; }
+};
+
+std::vector<KohyaShape> sdxlModules() {
+  std::vector<KohyaShape> m;
+  const auto attention = [&](const std::string& prefix, Index c, int depth) {
+    m.push_back({prefix + "_proj_in", c, c, 0});
+    m.push_back({prefix + "_proj_out", c, c, 0});
+    for (int b = 0; b < depth; ++b) {
+      const std::string t = prefix + "_transformer_blocks_" + std::to_string(b);
+      for (const char* p : {"_attn1_to_q", "_attn1_to_k", "_attn1_to_v", "_attn1_to_out_0",
+                            "_attn2_to_q", "_attn2_to_out_0"})
+        m.push_back({t + p, c, c, 0});
+      m.push_back({t + "_attn2_to_k", c, 2048, 0});
+      m.push_back({t + "_attn2_to_v", c, 2048, 0});
+      m.push_back({t + "_ff_net_0_proj", 8 * c, c, 0});
+      m.push_back({t + "_ff_net_2", c, 4 * c, 0});
+    }
+  };
+  const auto resnet = [&](const std::string& prefix, Index in, Index out) {
+    m.push_back({prefix + "_in_layers_2", out, in, 3});
+    m.push_back({prefix + "_out_layers_3", out, out, 3});
+  };
+  const std::string u = "lora_unet_";
+  resnet(u + "input_blocks_1_0", 320, 320);
+  resnet(u + "input_blocks_2_0", 320, 320);
+  m.push_back({u + "input_blocks_3_0_op", 320, 320, 3});
+  resnet(u + "input_blocks_4_0", 320, 640);
+  attention(u + "input_blocks_4_1", 640, 2);
+  resnet(u + "input_blocks_5_0", 640, 640);
+  attention(u + "input_blocks_5_1", 640, 2);
+  m.push_back({u + "input_blocks_6_0_op", 640, 640, 3});
+  resnet(u + "input_blocks_7_0", 640, 1280);
+  attention(u + "input_blocks_7_1", 1280, 10);
+  resnet(u + "input_blocks_8_0", 1280, 1280);
+  attention(u + "input_blocks_8_1", 1280, 10);
+  resnet(u + "middle_block_0", 1280, 1280);
+  attention(u + "middle_block_1", 1280, 10);
+  resnet(u + "middle_block_2", 1280, 1280);
+  const Index upIn[9] = {2560, 2560, 1920, 1920, 1280, 960, 960, 640, 640};
+  const Index upOut[9] = {1280, 1280, 1280, 640, 640, 640, 320, 320, 320};
+  for (int i = 0; i < 9; ++i) {
+    const std::string block = u + "output_blocks_" + std::to_string(i);
+    resnet(block + "_0", upIn[i], upOut[i]);
+    if (i < 6) attention(block + "_1", upOut[i], i < 3 ? 10 : 2);
+    if (i == 2) m.push_back({block + "_2_conv", 1280, 1280, 3});
+    if (i == 5) m.push_back({block + "_2_conv", 640, 640, 3});
+  }
+  return m;
+}
+
+constexpr Index kSdxlRank = 32;
+
+// up (out x r) with column j scaled by 0.85^j, down (r x cols) Gaussian / sqrt(cols).
+void sdxlFactors(const KohyaShape& s, std::uint64_t seed, Eigen::MatrixXf& up,
+                 Eigen::MatrixXf& down) {
+  lora::Rng rng(seed);
+  up.resize(s.out, kSdxlRank);
+  down.resize(kSdxlRank, s.cols());
+  lora::fillNormal(up, rng, 0.0, 0.01);
+  lora::fillNormal(down, rng, 0.0, 1.0 / std::sqrt(static_cast<double>(s.cols())));
+  for (Index j = 0; j < kSdxlRank; ++j) up.col(j) *= static_cast<float>(std::pow(0.85, j));
+}
+
+struct SdxlLora {
+  fs::path root, file;
+  std::uintmax_t bytes = 0;
+  std::size_t modules = 0;
+  SdxlLora() {
+    root = fs::temp_directory_path() / ("lorapp_kohya_bench_" + std::to_string(::getpid()));
+    file = root / "sdxl_lora.safetensors";
+    const pid_t pid = ::fork();  // written by a child, as Adapter() explains
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        write();
+      } catch (...) {
+        rc = 1;
+      }
+      std::_Exit(rc);
+    }
+    int status = 1;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+      throw std::runtime_error("resize_bench: writing the SDXL-sized kohya LoRA failed");
+    bytes = fs::file_size(file);
+    modules = sdxlModules().size();
+  }
+  void write() const {
+    fs::create_directories(root);
+    lora::SafeTensorsWriter w;
+    Eigen::MatrixXf up, down;
+    std::uint64_t seed = 100;
+    for (const KohyaShape& s : sdxlModules()) {
+      sdxlFactors(s, seed++, up, down);
+      std::vector<std::int64_t> downShape{kSdxlRank, s.in}, upShape{s.out, kSdxlRank};
+      if (s.kernel > 0) {
+        downShape = {kSdxlRank, s.in, s.kernel, s.kernel};
+        upShape = {s.out, kSdxlRank, 1, 1};
+      }
+      w.addFlat(s.name + ".lora_down.weight", downShape, down.transpose().reshaped(),
+                lora::DType::F16);
+      w.addFlat(s.name + ".lora_up.weight", upShape, up.transpose().reshaped(), lora::DType::F16);
+      w.addFlat(s.name + ".alpha", {}, Eigen::VectorXf::Constant(1, 16.0f), lora::DType::F16);
+    }
+    w.setMetadata("ss_network_dim", "32");
+    w.setMetadata("ss_network_alpha", "16.0");
+    w.setMetadata("ss_network_module", "networks.lora");
+    w.sortAsReference();
+    w.write(file);
+  }
+  ~SdxlLora() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+};
+
+const SdxlLora& sdxlLora() {
+  static const SdxlLora l;
+  return l;
+}
+
+// The dense way, extrapolated: seconds to form and decompose every module's delta, from one
+// module of each distinct shape (measured once per run, on the threads lora::numThreads() gives).
+double denseSdxlSeconds() {
+  static const double seconds = [] {
+    std::map<std::tuple<Index, Index>, int> count;
+    for (const KohyaShape& s : sdxlModules()) ++count[{s.out, s.cols()}];
+    double total = 0;
+    std::uint64_t seed = 7;
+    for (const auto& [shape, n] : count) {
+      KohyaShape s{"dense", std::get<0>(shape), std::get<1>(shape), 0};
+      Eigen::MatrixXf up, down;
+      sdxlFactors(s, seed++, up, down);
+      const auto t0 = std::chrono::steady_clock::now();
+      const Eigen::MatrixXf delta = up * down;
+      const auto svd = lora::linalg::denseSVD(delta);
+      benchmark::DoNotOptimize(svd.U.data());
+      const auto t1 = std::chrono::steady_clock::now();
+      const double each = std::chrono::duration<double>(t1 - t0).count();
+      std::fprintf(stderr, "dense: %5ld x %5ld  %3d module(s)  %7.3f s each\n",
+                   static_cast<long>(s.out), static_cast<long>(s.in), n, each);
+      total += n * each;
+    }
+    return total;
+  }();
+  return seconds;
+}
+
+void BM_LoraResizeSdxlKohya(benchmark::State& state) {
+  const SdxlLora& l = sdxlLora();
+  const fs::path out = l.root / "resized.safetensors";
+  long peak = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int rc = runChild({LORA_CLI, "resize", l.file.string(), out.string(), "--sv-fro", "0.9",
+                             "--threads", std::to_string(state.range(0)), "--quiet", "--force"},
+                            peak);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (rc != 0) {
+      state.SkipWithError("lora resize failed");
+      break;
+    }
+    seconds = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(seconds);
+    state.counters["out_MB"] = static_cast<double>(fs::file_size(out)) / 1e6;
+  }
+  fs::remove(out);
+  const lora::ScopedNumThreads threads(static_cast<int>(state.range(0)));
+  const double dense = denseSdxlSeconds();
+  state.counters["modules"] = static_cast<double>(l.modules);
+  state.counters["file_MB"] = static_cast<double>(l.bytes) / 1e6;
+  state.counters["peak_rss_MB"] = static_cast<double>(peak) / 1e6;
+  state.counters["peak_over_file"] = static_cast<double>(peak) / static_cast<double>(l.bytes);
+  state.counters["dense_s"] = dense;
+  state.counters["dense_over_factored"] = dense / seconds;
+}
+BENCHMARK(BM_LoraResizeSdxlKohya)->Arg(2)->Iterations(3)->UseManualTime()->Unit(benchmark::kSecond);
 
 }  // namespace
 

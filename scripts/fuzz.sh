@@ -20,11 +20,12 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEB
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_safetensors fuzz_adapter_config fuzz_gguf
 
 # Seeds: copies of the fixtures' files (libFuzzer adds new inputs to the first corpus folder, and
-# the fixtures are never written).
+# the fixtures are never written); fuzz/seeds/ adds a GGUF adapter, data/kohya/ a kohya LoRA.
 seeds=build-fuzz/seeds
 rm -rf "$seeds" build-fuzz/corpus build-fuzz/findings
 mkdir -p "$seeds/safetensors" "$seeds/adapter_config" "$seeds/gguf" build-fuzz/findings
 cp fuzz/seeds/gguf/* "$seeds/gguf/"
+cp data/kohya/tiny_lora.safetensors "$seeds/safetensors/"  # a kohya LoRA
 find "$fixtures" -name '*.safetensors' -size -1024k | while read -r f; do
   cp "$f" "$seeds/safetensors/$(echo "$f" | md5sum | cut -c1-16)"
 done

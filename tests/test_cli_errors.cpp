@@ -50,7 +50,7 @@ TEST(CliErrors, MissingFolderOrFiles) {
   fs::copy(tmp / "good" / "adapter_config.json", tmp / "no_tensors");
   expectAllRefuse(tmp, tmp / "no_tensors", "adapter_model.safetensors");
   writeText(tmp / "a_file", "x");
-  expectError("recommend --budget 5 " + q(tmp / "a_file"), "not GGUF");
+  expectError("recommend --budget 5 " + q(tmp / "a_file"), "`lora inspect` and `lora resize`");
   // inspect and resize read a file that is not GGUF as a kohya LoRA (a safetensors file).
   expectError("inspect " + q(tmp / "a_file"), "expected at least 8 bytes");
   expectError("merge --base " + q(tmp / "none.safetensors") + " --adapter " + q(tmp / "good") +

@@ -130,6 +130,17 @@ TEST(CliKohya, ResizeGivesEveryModuleKohyasRankAlphaAndDelta) {
     EXPECT_NE(r.out.find("kohya rules (resize_lora.py)"), std::string::npos) << r.out;
     expectResizedAsKohya(in, out, c.options, DType::F32, 1e-5);
   }
+  // The bytes do not depend on the thread count.
+  ASSERT_EQ(runCli("resize " + q(in) + " " + q(tmp / "t1.safetensors") +
+                   " --sv-fro 0.9 --max-rank 16 --threads 1 --quiet")
+                .status,
+            0);
+  ASSERT_EQ(runCli("resize " + q(in) + " " + q(tmp / "t2.safetensors") +
+                   " --sv-fro 0.9 --max-rank 16 --threads 2 --quiet")
+                .status,
+            0);
+  EXPECT_EQ(lora::test::readText(tmp / "t1.safetensors"),
+            lora::test::readText(tmp / "t2.safetensors"));
 }
 
 TEST(CliKohya, OutputDtypesAndFp16Input) {
@@ -248,6 +259,14 @@ TEST(CliKohya, RefusalsAreOneLineAndLeaveNothing) {
   expectError("resize " + q(tmp / "bad.safetensors") + " " + q(out) + " --rank 2",
               "module 'lora_unet_x'", out);
   expectError("inspect " + q(tmp / "bad.safetensors"), "module 'lora_unet_x'");
+  // The other subcommands read PEFT folders and GGUF files only.
+  lora::test::cli_synthetic::writeBase(tmp / "base.safetensors");
+  expectError("merge --base " + q(tmp / "base.safetensors") + " --adapter " + q(in) + " --out " +
+                  q(tmp / "m.safetensors"),
+              "`lora inspect` and `lora resize`", tmp / "m.safetensors");
+  expectError("recommend --budget 8 " + q(in), "`lora inspect` and `lora resize`");
+  expectError("convert " + q(in) + " " + q(tmp / "c.gguf"), "`lora inspect` and `lora resize`",
+              tmp / "c.gguf");
   // --conv-rank is for kohya files only.
   lora::test::cli_synthetic::writeGoodAdapter(tmp / "peft");
   expectError("resize " + q(tmp / "peft") + " " + q(tmp / "p2") + " --rank 2 --conv-rank 2",

@@ -138,6 +138,15 @@ bool isKohyaFile(const std::filesystem::path& path) {
   return std::filesystem::is_regular_file(path, ec) && !GgufReader::looksLikeGguf(path);
 }
 
+void refuseKohyaFile(const char* where, const std::filesystem::path& path) {
+  if (isKohyaFile(path)) {
+    detail::fail(where,
+                 "expected a PEFT adapter folder or a GGUF adapter file, got the file '{}' (a "
+                 "kohya LoRA? `lora inspect` and `lora resize` read those)",
+                 path.string());
+  }
+}
+
 Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFile::Module& m) {
   const Eigen::MatrixXd A = file.A<double>(m);
   const Eigen::MatrixXd B = file.B<double>(m);

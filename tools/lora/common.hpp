@@ -65,6 +65,10 @@ bool mutatesBase(const AdapterConfig& config);
 /// LoRA (a safetensors file).
 bool isKohyaFile(const std::filesystem::path& path);
 
+/// Fails (lora::Error naming \p where) when \p path is such a file: for the subcommands that
+/// read PEFT folders and GGUF files only.
+void refuseKohyaFile(const char* where, const std::filesystem::path& path);
+
 /// The singular values of s·B·A for module \p m, from the factors (FactoredSVD, values only).
 Eigen::VectorXd moduleSpectrum(const PeftAdapterFile& file, const PeftAdapterFile::Module& m);
 

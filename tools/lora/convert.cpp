@@ -134,7 +134,9 @@ void run(const CLI::App* cmd, const FormatConvertArgs& a) {
   if (!peftIn && !ggufIn)
     detail::fail(kWhereConvert,
                  "expected IN to be a PEFT adapter folder or a GGUF file, got '{}' ({})", a.in,
-                 fs::exists(a.in, ec) ? "neither" : "no such file or folder");
+                 fs::exists(a.in, ec) ? "neither; a kohya LoRA file is read by `lora inspect` and "
+                                        "`lora resize`"
+                                      : "no such file or folder");
   const std::string to = a.to.empty() ? (peftIn ? "gguf" : "peft") : a.to;
   if (to != "gguf" && to != "peft")
     detail::fail(kWhereConvert, "expected --to gguf or peft, got '{}'", to);

@@ -47,6 +47,7 @@ std::string shapeText(const std::vector<std::int64_t>& shape) {
 // The adapter: a PEFT folder, or a GGUF file whose modules are named as the base's weights
 // (`model.layers.N...` or `layers.N...`) and whose q/k rows are un-permuted with the head counts.
 PeftAdapterFile openAdapter(const MergeArgs& a) {
+  refuseKohyaFile("merge", a.adapter);
   if (!GgufReader::looksLikeGguf(a.adapter)) return PeftAdapterFile::open(a.adapter);
   GgufHeads heads;
   if (!a.baseConfig.empty()) heads = readBaseConfig(a.baseConfig).heads;

@@ -66,6 +66,7 @@ void run(const CLI::App* cmd, const RecommendArgs& a) {
   if (a.minRank < 1) detail::fail(kWhereRecommend, "expected --min-rank >= 1, got {}", a.minRank);
   if (cmd->count("--max-rank") && a.maxRank < 1)
     detail::fail(kWhereRecommend, "expected --max-rank >= 1, got {}", a.maxRank);
+  refuseKohyaFile(kWhereRecommend, a.dir);
   const PeftAdapterFile file = PeftAdapterFile::open(a.dir);
   const auto& modules = file.modules();
 

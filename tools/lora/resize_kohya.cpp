@@ -178,9 +178,12 @@ void resizeKohya(const KohyaResizeRequest& q) {
   for (std::size_t i = 0; i < modules.size(); ++i) {
     const KohyaModule& m = modules[i];
     const KohyaModuleResult& r = results[i];
-    table.add({m.name, kind(m), std::to_string(m.out), std::to_string(m.in), std::to_string(m.rank),
-               std::to_string(r.newRank), m.alpha ? num(*m.alpha) : std::string("none"),
-               num(r.newAlpha), fmt::format("{:.2f}%", 100.0 * r.froRetained)});
+    table.add(
+        {m.name, kind(m), std::to_string(m.out),
+         m.isConv() ? fmt::format("{}·{}·{}", m.in, m.kernelH, m.kernelW) : std::to_string(m.in),
+         std::to_string(m.rank), std::to_string(r.newRank),
+         m.alpha ? num(*m.alpha) : std::string("none"), num(r.newAlpha),
+         fmt::format("{:.2f}%", 100.0 * r.froRetained)});
   }
   table.print(stdout);
   const Index conv = q.options.convRank > 0 ? q.options.convRank : q.options.rank;

@@ -1,0 +1,1 @@
+# Stand-ins for the parts of sd-scripts' `library` package that networks/resize_lora.py uses.
