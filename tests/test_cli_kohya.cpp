@@ -212,6 +212,13 @@ TEST(CliKohya, InspectShowsKindsKernelsAndSpectra) {
   EXPECT_NE(r.out.find("conv 3x3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("20·3·3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("linear"), std::string::npos) << r.out;
+  // --plot as for PEFT folders (the data as CSV where gnuplot is missing).
+  r = runCli("inspect " + q(in) + " --quiet --plot " + q(tmp / "spectra.svg"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string chart = fs::exists(tmp / "spectra.svg")
+                                ? lora::test::readText(tmp / "spectra.svg")
+                                : lora::test::readText(tmp / "spectra.svg.csv");
+  EXPECT_NE(chart.find("lora_unet_input_blocks_4_0_in_layers_2"), std::string::npos);
   r = runCli("inspect " + q(in) + " --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define LORA_SHA_NI 1
 #endif
@@ -74,9 +75,16 @@ __attribute__((target("sha,sse4.1,ssse3"))) void compressShaNi(std::uint32_t* st
   _mm_storeu_si128(reinterpret_cast<__m128i*>(state + 4), hgfe);
 }
 
+// CPUID: leaf 7 EBX bit 29 (SHA), leaf 1 ECX bits 19 (SSE4.1) and 9 (SSSE3). (Clang 14's
+// __builtin_cpu_supports does not know "sha".)
 bool hasShaNi() {
-  static const bool has = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-                          __builtin_cpu_supports("ssse3");
+  static const bool has = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+    const bool sse = (c >> 19 & 1u) != 0 && (c >> 9 & 1u) != 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+    return sse && (b >> 29 & 1u) != 0;
+  }();
   return has;
 }
 #endif
