@@ -304,7 +304,10 @@ TEST(KohyaResize, ConvModulesAreTheReshapedMatrixAsADenseSvdGivesThem) {
 
 TEST(KohyaResize, AFixedRankAboveTheOldRankKeepsTheDeltaAndAboveNIsRefused) {
   const KohyaSpec spec{"lora_te_text_model_encoder_layers_0_mlp_fc2", 20, 12, 3};
-  const auto [up, down] = lora::test::kohyaFactors(spec, 3);
+  // Not a structured binding: Clang 14 cannot capture one in the lambda below.
+  const auto factors = lora::test::kohyaFactors(spec, 3);
+  const Eigen::MatrixXd& up = factors.first;
+  const Eigen::MatrixXd& down = factors.second;
   lora::KohyaModule m;
   m.name = spec.name;
   m.rank = 3;
