@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -75,6 +76,24 @@ void randomFactors(Index out, Index in, std::uint64_t seed, Eigen::MatrixXf& A,
   lora::fillNormal(B, rng, 0.0, 1.0);
 }
 
+// Runs \p work in a child process and waits for it; a failure throws naming \p what.
+void inChildProcess(const std::function<void()>& work, const std::string& what) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 0;
+    try {
+      work();
+    } catch (...) {
+      rc = 1;
+    }
+    std::_Exit(rc);
+  }
+  int status = 1;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0)
+    throw std::runtime_error("resize_bench: " + what + " failed");
+}
+
 // The 7B-shaped adapter, written once; removed when the program ends.
 struct Adapter {
   fs::path root, dir;
@@ -85,20 +104,7 @@ struct Adapter {
     // Written by a child process: Linux hands a spawned child the peak resident memory of its
     // parent (ru_maxrss survives execve after posix_spawn), so this process stays small for the
     // resize's peak to be the resize's own.
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      int rc = 0;
-      try {
-        write();
-      } catch (...) {
-        rc = 1;
-      }
-      std::_Exit(rc);
-    }
-    int status = 1;
-    if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
-      throw std::runtime_error("resize_bench: writing the 7B-shaped adapter failed");
+    inChildProcess([this] { write(); }, "writing the 7B-shaped adapter");
     bytes = fs::file_size(dir / "adapter_model.safetensors");
   }
   void write() const {
@@ -391,20 +397,8 @@ struct SdxlLora {
   SdxlLora() {
     root = fs::temp_directory_path() / ("lorapp_kohya_bench_" + std::to_string(::getpid()));
     file = root / "sdxl_lora.safetensors";
-    const pid_t pid = ::fork();  // written by a child, as Adapter() explains
-    if (pid == 0) {
-      int rc = 0;
-      try {
-        write();
-      } catch (...) {
-        rc = 1;
-      }
-      std::_Exit(rc);
-    }
-    int status = 1;
-    if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
-      throw std::runtime_error("resize_bench: writing the SDXL-sized kohya LoRA failed");
+    // Written by a child, as Adapter() explains.
+    inChildProcess([this] { write(); }, "writing the SDXL-sized kohya LoRA");
     bytes = fs::file_size(file);
     modules = sdxlModules().size();
   }
