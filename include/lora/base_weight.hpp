@@ -4,7 +4,7 @@
 
 #include <type_traits>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/detail/aliasing.hpp"
 #include "lora/error.hpp"

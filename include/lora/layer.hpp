@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/base_weight.hpp"
 #include "lora/detail/aliasing.hpp"

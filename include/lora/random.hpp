@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/detail/portable_math.hpp"
 #include "lora/error.hpp"

@@ -2,7 +2,7 @@
 /// \file resize.hpp
 /// \brief Options and report of Layer::resize.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora {
 

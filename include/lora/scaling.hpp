@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string_view>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora {
 

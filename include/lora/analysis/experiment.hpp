@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/scaling.hpp"

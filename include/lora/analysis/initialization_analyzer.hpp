@@ -44,8 +44,8 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
 #include <nlohmann/json_fwd.hpp>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/analysis/markdown_table.hpp"
 #include "lora/base_weight.hpp"

@@ -5,7 +5,7 @@
 #include <span>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora::analysis {
 

@@ -3,7 +3,7 @@
 /// \brief Internal: whether two Eigen objects share memory, so that an output written in place
 /// cannot change an input that is still being read.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora::detail {
 

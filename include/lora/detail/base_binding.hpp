@@ -3,7 +3,7 @@
 /// \brief Internal: a layer's binding to the caller's base weight, and whether its delta is
 /// merged into it.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/base_weight.hpp"
 #include "lora/error.hpp"

@@ -2,8 +2,8 @@
 /// \file orthogonal.hpp
 /// \brief A random matrix with orthonormal rows or columns, as torch.nn.init.orthogonal_ draws it.
 
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/random.hpp"
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/eva_statistics.hpp"
 #include "lora/init/initializer.hpp"

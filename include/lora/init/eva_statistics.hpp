@@ -34,8 +34,8 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/base_weight.hpp"
 #include "lora/error.hpp"
@@ -29,7 +29,7 @@ struct Request {
   Eigen::Index rank = 0;         ///< r, rows of A and columns of B
   double alpha = 1.0;            ///< lora_alpha
   ScalingMode scaling = ScalingMode::Standard;
-  BaseWeight<Scalar> weight;     ///< the base weight W (out x in) if known; empty otherwise
+  BaseWeight<Scalar> weight;  ///< the base weight W (out x in) if known; empty otherwise
 
   /// The layer's scaling s for this request.
   double scalingFactor() const noexcept { return scalingFor(alpha, rank, scaling); }
@@ -60,9 +60,8 @@ void requireWeight(const Request<Scalar>& request, const char* who) {
                  "expected the layer's base weight in the request (build the Layer on its base "
                  "weight), got none");
   if (request.weight.rows() != request.outFeatures || request.weight.cols() != request.inFeatures)
-    detail::fail(who, "expected a base weight of {}x{} (out x in), got {}x{}",
-                 request.outFeatures, request.inFeatures, request.weight.rows(),
-                 request.weight.cols());
+    detail::fail(who, "expected a base weight of {}x{} (out x in), got {}x{}", request.outFeatures,
+                 request.inFeatures, request.weight.rows(), request.weight.cols());
 }
 
 /// The base weight of \p request as a dense column-major copy (for factorizations that need one).
@@ -81,14 +80,14 @@ void applyBaseUpdate(const BaseWeight<Scalar>& weight, const Factors<Scalar>& fa
   if (weight.empty())
     detail::fail(where, "expected a base weight to subtract the initial delta from, got none");
   if (!weight.writable())
-    detail::fail(where, "expected a writable base weight (the init subtracts s·B·A), got a "
-                        "read-only view");
+    detail::fail(where,
+                 "expected a writable base weight (the init subtracts s·B·A), got a "
+                 "read-only view");
   if (weight.rows() != factors.B.rows() || weight.cols() != factors.A.cols())
     detail::fail(where, "expected a base weight of {}x{}, got {}x{}", factors.B.rows(),
                  factors.A.cols(), weight.rows(), weight.cols());
   const Scalar scale = static_cast<Scalar>(s);
-  weight.visitMutable(
-      [&](auto& W) { W.noalias() -= (scale * factors.B) * factors.A; });
+  weight.visitMutable([&](auto& W) { W.noalias() -= (scale * factors.B) * factors.A; });
 }
 
 /// \brief An initializer is data-dependent when its factors come from data the layer does not
@@ -97,7 +96,8 @@ void applyBaseUpdate(const BaseWeight<Scalar>& weight, const Factors<Scalar>& fa
 template <typename P>
 concept DataDependent = requires {
   { P::dataDependent } -> std::convertible_to<bool>;
-} && static_cast<bool>(P::dataDependent);
+}
+&&static_cast<bool>(P::dataDependent);
 
 /// \brief A policy P is an Initializer for Scalar when `p.initialize(request, rng)` returns the
 /// factors for \p request, drawing every random number from \p rng (so a seed fixes the bits).
@@ -116,11 +116,14 @@ template <typename Scalar>
 class AnyInitializer {
  public:
   template <typename P>
-  requires(!std::same_as<std::remove_cvref_t<P>, AnyInitializer>) && Initializer<P, Scalar>
-      AnyInitializer(P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly
-      : m_name(P::name()), m_dataDependent(DataDependent<P>), m_fn([p = std::move(policy)](const Request<Scalar>& request, Rng& rng) {
-          return p.initialize(request, rng);
-        }) {}
+  requires(!std::same_as<std::remove_cvref_t<P>, AnyInitializer>) &&
+      Initializer<P, Scalar> AnyInitializer(
+          P policy)  // NOLINT(google-explicit-constructor): policies convert implicitly
+      : m_name(P::name()),
+  m_dataDependent(DataDependent<P>),
+  m_fn([p = std::move(policy)](const Request<Scalar>& request, Rng& rng) {
+    return p.initialize(request, rng);
+  }) {}
 
   /// Runs the held policy and checks the shapes it returned.
   Factors<Scalar> initialize(const Request<Scalar>& request, Rng& rng) const {

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
 #include "lora/linalg/partial_svd.hpp"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/detail/singular_factors.hpp"
 #include "lora/init/initializer.hpp"

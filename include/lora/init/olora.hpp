@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <string>
 
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
 

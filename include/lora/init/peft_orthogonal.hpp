@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/detail/singular_factors.hpp"
 #include "lora/init/initializer.hpp"

@@ -23,7 +23,7 @@
 #include <variant>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora {
 

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/io/gguf.hpp"
 #include "lora/io/safetensors.hpp"

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/io/safetensors.hpp"
 

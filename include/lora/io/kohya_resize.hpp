@@ -22,7 +22,7 @@
 #include <optional>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/io/kohya.hpp"
 #include "lora/io/safetensors.hpp"

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/gguf_adapter.hpp"

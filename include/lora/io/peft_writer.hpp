@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/io/adapter_config.hpp"

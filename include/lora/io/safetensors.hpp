@@ -20,7 +20,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora {
 

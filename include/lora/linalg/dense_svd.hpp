@@ -8,7 +8,7 @@
 /// statistics) calls denseSVD instead, so a program that includes them pays that cost once, in
 /// the library, and not in each of its translation units.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/threads.hpp"
 

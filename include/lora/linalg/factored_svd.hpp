@@ -8,8 +8,8 @@
 #include <optional>
 
 #include <Eigen/Cholesky>
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/detail/svd_kernels.hpp"

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include <Spectra/SymEigsSolver.h>
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/detail/svd_kernels.hpp"

@@ -12,7 +12,7 @@
 #include <cmath>
 #include <string_view>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 

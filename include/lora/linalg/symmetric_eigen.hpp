@@ -3,7 +3,7 @@
 /// \brief The symmetric eigendecomposition (LAPACK's xSYEVD with `LORA_LAPACK`, the default;
 /// Eigen's SelfAdjointEigenSolver without), compiled once in liblorapp for float and double.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/threads.hpp"
 

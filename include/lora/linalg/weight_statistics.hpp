@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/base_weight.hpp"
 #include "lora/error.hpp"

@@ -2,7 +2,7 @@
 /// \file adalora_schedule.hpp
 /// \brief AdaLoRA's cubic budget schedule, exactly as PEFT computes it.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"  // lora::Error, which these throw
 

@@ -5,7 +5,7 @@
 #include <concepts>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora::rank {
 
@@ -14,9 +14,9 @@ namespace lora::rank {
 /// A selector never resizes anything itself. The caller resizes the layer (Layer::resize), then
 /// tells the selector with setRank(), as the article's example loops call `update_rank`.
 struct Decision {
-  bool adjust = false;           ///< true: the selector asks for newRank
-  std::string reason;            ///< a stable reason code (each selector documents its codes)
-  Eigen::Index newRank = 0;      ///< the rank asked for (the current rank when !adjust)
+  bool adjust = false;       ///< true: the selector asks for newRank
+  std::string reason;        ///< a stable reason code (each selector documents its codes)
+  Eigen::Index newRank = 0;  ///< the rank asked for (the current rank when !adjust)
 
   friend bool operator==(const Decision&, const Decision&) = default;
 };

@@ -3,7 +3,7 @@
 /// \brief What the full-weight gradient G = dY^T X says about the rank, from X and dY, never
 /// forming the out x in G.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"  // lora::Error, which these throw
 #include "lora/rank/decision.hpp"

@@ -48,8 +48,8 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
 #include <nlohmann/json_fwd.hpp>
+#include "lora/detail/eigen.hpp"
 
 namespace lora::rank {
 

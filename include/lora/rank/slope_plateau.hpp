@@ -7,7 +7,7 @@
 #include <deque>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"  // lora::Error, which these throw
 #include "lora/rank/decision.hpp"

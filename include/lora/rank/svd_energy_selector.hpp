@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"            // lora::Error, which these throw
 #include "lora/linalg/spectrum.hpp"  // kept: callers use the spectrum rules through it

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"  // lora::Error, which these throw
 #include "lora/layer.hpp"

@@ -27,7 +27,7 @@
 #include <cmath>
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/train/update_rule.hpp"
 

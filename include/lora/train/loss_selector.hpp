@@ -15,7 +15,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/rank/decision.hpp"
 

@@ -51,8 +51,8 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
 #include <nlohmann/json_fwd.hpp>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/layer.hpp"

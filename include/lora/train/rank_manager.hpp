@@ -62,7 +62,7 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/rank/layer_kind.hpp"
 #include "lora/rank/rank_config.hpp"

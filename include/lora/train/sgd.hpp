@@ -28,7 +28,7 @@
 
 #include <string>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/train/update_rule.hpp"
 

@@ -39,7 +39,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/resize.hpp"

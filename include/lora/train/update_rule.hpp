@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 namespace lora::train {
 

@@ -2,7 +2,7 @@
 /// \file singular_factors.hpp
 /// \brief The PiSSA-style split of singular triplets into LoRA factors.
 
-#include <Eigen/Core>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
 

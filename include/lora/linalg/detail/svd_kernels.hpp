@@ -8,8 +8,8 @@
 #include <exception>
 #include <limits>
 
-#include <Eigen/Core>
 #include <Eigen/QR>
+#include "lora/detail/eigen.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/random.hpp"
