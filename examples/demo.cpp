@@ -14,6 +14,7 @@
 
 #include "lora/io/peft_writer.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "lora/random.hpp"
 
@@ -30,8 +31,7 @@ Mat gaussian(Eigen::Index rows, Eigen::Index cols, lora::Rng& rng, double stddev
 
 // Random matrix with orthonormal columns.
 Mat orthonormal(Eigen::Index rows, Eigen::Index cols, lora::Rng& rng) {
-  Eigen::HouseholderQR<Mat> qr(gaussian(rows, cols, rng));
-  return qr.householderQ() * Mat::Identity(rows, cols);
+  return lora::linalg::ThinQR<Mat::Scalar>(gaussian(rows, cols, rng)).matrixQ();
 }
 
 double mse(const Mat& a, const Mat& b) {

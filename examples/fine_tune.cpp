@@ -26,9 +26,9 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <Eigen/QR>
 
 #include "lora/layer.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "lora/linalg/statistics.hpp"
 #include "lora/random.hpp"
@@ -55,9 +55,8 @@ Mat gaussian(Index rows, Index cols, lora::Rng& rng, double stddev) {
   return m;
 }
 Mat planted(Index out, Index in, Index k, double scale, lora::Rng& rng) {
-  Eigen::HouseholderQR<Mat> qu(gaussian(out, k, rng, 1.0)), qv(gaussian(in, k, rng, 1.0));
-  const Mat U = qu.householderQ() * Mat::Identity(out, k);
-  const Mat V = qv.householderQ() * Mat::Identity(in, k);
+  const Mat U = lora::linalg::ThinQR<Mat::Scalar>(gaussian(out, k, rng, 1.0)).matrixQ();
+  const Mat V = lora::linalg::ThinQR<Mat::Scalar>(gaussian(in, k, rng, 1.0)).matrixQ();
   const Vec sigma = Vec::LinSpaced(k, static_cast<float>(scale), static_cast<float>(scale / 3));
   return U * sigma.asDiagonal() * V.transpose();
 }

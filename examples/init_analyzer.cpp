@@ -30,7 +30,7 @@
 
 #include "init_catalog.hpp"
 #include "lora/analysis/initialization_analyzer.hpp"
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
 #include "lora/io/atomic_file.hpp"
 #include "lora/linalg/weight_statistics.hpp"

@@ -40,7 +40,7 @@
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/analysis/markdown_table.hpp"
 #include "lora/linalg/weight_statistics.hpp"
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
 #include "init_catalog.hpp"
 #include "lora/layer.hpp"

@@ -1,5 +1,6 @@
-// How well do the rank rules choose? Two measurements, printed as markdown (docs/rank_selection.md).
-// `rank_selection --quick` runs a shrunken version (the test suite runs it as a smoke test).
+// How well do the rank rules choose? Two measurements, printed as markdown
+// (docs/rank_selection.md). `rank_selection --quick` runs a shrunken version (the test suite runs
+// it as a smoke test).
 //
 // (a) Planted-rank recovery. Deltas Δ = U diag(σ) V^T + noise (96 x 96, σ linear from 1 to 0.5,
 //     rank k in 1..32, noise Gaussian scaled to a signal-to-noise ratio ‖signal‖_F / ‖noise‖_F),
@@ -10,18 +11,18 @@
 //     loss, rank over time, parameter-steps.
 #include <algorithm>
 #include <cmath>
-#include <memory>
-#include <string_view>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <Eigen/QR>
 #include <fmt/format.h>
 
-#include "lora/linalg/dense_svd.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "lora/rank/article_gradient.hpp"
 #include "lora/rank/full_gradient_selector.hpp"
@@ -50,8 +51,7 @@ Mat gaussian(Index rows, Index cols, lora::Rng& rng, double stddev = 1.0) {
   return m;
 }
 Mat orthonormal(Index rows, Index cols, lora::Rng& rng) {
-  Eigen::HouseholderQR<Mat> qr(gaussian(rows, cols, rng));
-  return qr.householderQ() * Mat::Identity(rows, cols);
+  return lora::linalg::ThinQR<Mat::Scalar>(gaussian(rows, cols, rng)).matrixQ();
 }
 Mat planted(Index out, Index in, Index k, lora::Rng& rng) {
   const Vec sigma = Vec::LinSpaced(k, 1.0, 0.5);
@@ -65,14 +65,16 @@ struct Rule {
 std::vector<Rule> rules() {
   using namespace lora::linalg;
   return {
-      {"threshold 1% (article effective rank)", [](const Vec& s) { return thresholdRank(s, 0.01); }},
+      {"threshold 1% (article effective rank)",
+       [](const Vec& s) { return thresholdRank(s, 0.01); }},
       {"cumulative σ 90% (article rank_90)", [](const Vec& s) { return cumulativeRank(s, 0.9); }},
       {"energy 90% (PEFT convert_to_lora)", [](const Vec& s) { return energyRank(s, 0.9); }},
       {"energy 95% (article gradient rules)", [](const Vec& s) { return energyRank(s, 0.95); }},
       {"kohya sv_ratio 10", [](const Vec& s) { return kohyaSvRatio(s, 10.0); }},
       {"kohya sv_fro 0.9", [](const Vec& s) { return kohyaSvFro(s, 0.9); }},
       {"knee", [](const Vec& s) { return kneeRank(s); }},
-      {"entropy effective rank (rounded)", [](const Vec& s) { return Index(std::lround(entropyEffectiveRank(s))); }},
+      {"entropy effective rank (rounded)",
+       [](const Vec& s) { return Index(std::lround(entropyEffectiveRank(s))); }},
       {"stable rank (rounded)", [](const Vec& s) { return Index(std::lround(stableRank(s))); }},
   };
 }
@@ -121,8 +123,10 @@ void plantedRecovery() {
         }
       }
     }
-    fmt::print("\n#### Planted {} (96 x 96, k in {{1, 2, 4, 8, 16, 32}}, {} trials each): exact-hit rate / mean |error|\n\n",
-               source, trials);
+    fmt::print(
+        "\n#### Planted {} (96 x 96, k in {{1, 2, 4, 8, 16, 32}}, {} trials each): exact-hit rate "
+        "/ mean |error|\n\n",
+        source, trials);
     fmt::print("| rule |");
     for (double s : snrs) fmt::print(" SNR {} |", s);
     fmt::print("\n| --- |");
@@ -162,7 +166,8 @@ using Step = std::function<Index(const lora::Layer<double>&, const Mat&, const M
 template <typename S, typename Observe>
 Step adapt(S selector, Observe observe) {
   auto s = std::make_shared<S>(std::move(selector));
-  return [s, observe](const lora::Layer<double>& layer, const Mat& X, const Mat& dY, double loss) -> Index {
+  return [s, observe](const lora::Layer<double>& layer, const Mat& X, const Mat& dY,
+                      double loss) -> Index {
     s->setRank(layer.rank());
     const lora::rank::Decision d = observe(*s, layer, X, dY, loss);
     return d.adjust ? d.newRank : 0;
@@ -183,17 +188,20 @@ std::vector<Config> configs() {
       {"fixed rank 8", 8, {}},
       {"article loss plateau (patience 10)", 2,
        [] {
-         return adapt(ArticleLossPlateau({.initialRank = 2, .minRank = 1, .maxRank = maxRank, .patience = 10}),
+         return adapt(ArticleLossPlateau(
+                          {.initialRank = 2, .minRank = 1, .maxRank = maxRank, .patience = 10}),
                       [](auto& s, auto&, auto&, auto&, double loss) { return s.observe(loss); });
        }},
       {"slope plateau (window 20)", 2,
        [] {
-         return adapt(SlopePlateau({.initialRank = 2, .minRank = 1, .maxRank = maxRank, .window = 20}),
-                      [](auto& s, auto&, auto&, auto&, double loss) { return s.observe(loss); });
+         return adapt(
+             SlopePlateau({.initialRank = 2, .minRank = 1, .maxRank = maxRank, .window = 20}),
+             [](auto& s, auto&, auto&, auto&, double loss) { return s.observe(loss); });
        }},
       {"article gradient-based (freq 50)", 2,
        [] {
-         return adapt(ArticleGradientBased({.initialRank = 2, .maxRank = maxRank, .adjustmentFrequency = 50}),
+         return adapt(ArticleGradientBased(
+                          {.initialRank = 2, .maxRank = maxRank, .adjustmentFrequency = 50}),
                       [](auto& s, auto&, const Mat& X, const Mat& dY, double) {
                         return s.observe(gradientSpectrum(X, dY));
                       });
@@ -207,17 +215,19 @@ std::vector<Config> configs() {
        }},
       {"full gradient (interval 10)", 2,
        [] {
-         return adapt(FullGradientSelector({.initialRank = 2, .maxRank = maxRank, .interval = 10}),
-                      [](auto& s, const lora::Layer<double>& layer, const Mat& X, const Mat& dY, double) {
-                        return s.observe(gradientSignal(X, dY, layer.B(), layer.A()));
-                      });
+         return adapt(
+             FullGradientSelector({.initialRank = 2, .maxRank = maxRank, .interval = 10}),
+             [](auto& s, const lora::Layer<double>& layer, const Mat& X, const Mat& dY, double) {
+               return s.observe(gradientSignal(X, dY, layer.B(), layer.A()));
+             });
        }},
       {"SVD energy 90% (interval 50)", 2,
        [] {
          auto count = std::make_shared<int>(0);
          return adapt(SvdEnergySelector({.initialRank = 2, .maxRank = maxRank, .energy = 0.9}),
                       [count](auto& s, const lora::Layer<double>& layer, auto&, auto&, double) {
-                        if (++*count % 50 != 0) return lora::rank::Decision{false, "wait", layer.rank()};
+                        if (++*count % 50 != 0)
+                          return lora::rank::Decision{false, "wait", layer.rank()};
                         return s.observe(layer.spectrum());
                       });
        }},
@@ -231,8 +241,11 @@ void dynamicRank() {
   const int steps = sizes.steps, seeds = sizes.seeds;
   constexpr double lr = 0.02;
   const std::vector<int> marks = {0, 250, 500, 1000, 1500};
-  fmt::print("\n#### Dynamic rank: true rank 8, start at rank 2, SGD lr {}, {} steps, {} seeds\n\n", lr, steps, seeds);
-  fmt::print("| selector | final test MSE (mean ± std) | rank at step 0 / 250 / 500 / 1000 / 1500 (seed 0) | final ranks | parameter-steps (M) |\n");
+  fmt::print("\n#### Dynamic rank: true rank 8, start at rank 2, SGD lr {}, {} steps, {} seeds\n\n",
+             lr, steps, seeds);
+  fmt::print(
+      "| selector | final test MSE (mean ± std) | rank at step 0 / 250 / 500 / 1000 / 1500 (seed "
+      "0) | final ranks | parameter-steps (M) |\n");
   fmt::print("| --- | --- | --- | --- | --- |\n");
   for (const Config& c : configs()) {
     std::vector<double> finals;
@@ -240,7 +253,8 @@ void dynamicRank() {
     double paramSteps = 0;
     for (int seed = 0; seed < seeds; ++seed) {
       Mat W = task.W;
-      lora::Layer<double> layer(W, {.rank = c.startRank, .alpha = double(c.startRank), .seed = std::uint64_t(seed)});
+      lora::Layer<double> layer(
+          W, {.rank = c.startRank, .alpha = double(c.startRank), .seed = std::uint64_t(seed)});
       Step step = c.make ? c.make() : Step{};
       lora::Rng data(100 + seed);
       Mat X, Y;
@@ -261,7 +275,8 @@ void dynamicRank() {
           const Index want = step(layer, X, dY, loss);
           if (want > 0 && want != layer.rank()) {
             layer.resize(want);
-            layer.backward(X, dY, lora::GradMode::Overwrite);  // the step below uses the new factors
+            layer.backward(X, dY,
+                           lora::GradMode::Overwrite);  // the step below uses the new factors
           }
         }
         layer.updateFactors(-lr * layer.gradA(), -lr * layer.gradB());
@@ -273,8 +288,8 @@ void dynamicRank() {
     double mean = 0, var = 0;
     for (double f : finals) mean += f / seeds;
     for (double f : finals) var += (f - mean) * (f - mean) / (seeds - 1);
-    fmt::print("| {} | {:.4g} ± {:.2g} | {} | {} | {:.2f} |\n", c.name, mean, std::sqrt(var), trajectory,
-               finalRanks, paramSteps / seeds / 1e6);
+    fmt::print("| {} | {:.4g} ± {:.2g} | {} | {} | {:.2f} |\n", c.name, mean, std::sqrt(var),
+               trajectory, finalRanks, paramSteps / seeds / 1e6);
   }
 }
 
@@ -296,21 +311,31 @@ std::string replayCurve(S s, const std::vector<double>& losses) {
     }
   }
   std::string top;
-  for (const auto& [reason, n] : reasons) top += fmt::format("{}{} {}", top.empty() ? "" : ", ", reason, n);
-  return fmt::format("{} | {} | {} | {}", adjustments, first < 0 ? std::string("never") : std::to_string(first),
-                     s.currentRank(), top);
+  for (const auto& [reason, n] : reasons)
+    top += fmt::format("{}{} {}", top.empty() ? "" : ", ", reason, n);
+  return fmt::format("{} | {} | {} | {}", adjustments,
+                     first < 0 ? std::string("never") : std::to_string(first), s.currentRank(),
+                     top);
 }
 
 void replayCurves() {
   using namespace lora::rank;
-  fmt::print("\n#### Loss-plateau rules replayed over the seed-0 training curves above (rank applied to the rule only)\n\n");
-  fmt::print("| curve | rule | adjustments | first at step | final rank | decisions |\n| --- | --- | --- | --- | --- | --- |\n");
+  fmt::print(
+      "\n#### Loss-plateau rules replayed over the seed-0 training curves above (rank applied to "
+      "the rule only)\n\n");
+  fmt::print(
+      "| curve | rule | adjustments | first at step | final rank | decisions |\n| --- | --- | --- "
+      "| --- | --- | --- |\n");
   for (const auto& [curve, losses] : {std::pair{"fixed rank 2 (needs more rank)", &g_curveRank2},
                                       std::pair{"fixed rank 8 (noise floor)", &g_curveRank8}}) {
     fmt::print("| {} | article (patience 10) | {} |\n", curve,
-               replayCurve(ArticleLossPlateau({.initialRank = 2, .minRank = 1, .maxRank = 32, .patience = 10}), *losses));
-    fmt::print("| {} | slope (window 20) | {} |\n", curve,
-               replayCurve(SlopePlateau({.initialRank = 2, .minRank = 1, .maxRank = 32, .window = 20}), *losses));
+               replayCurve(ArticleLossPlateau(
+                               {.initialRank = 2, .minRank = 1, .maxRank = 32, .patience = 10}),
+                           *losses));
+    fmt::print(
+        "| {} | slope (window 20) | {} |\n", curve,
+        replayCurve(SlopePlateau({.initialRank = 2, .minRank = 1, .maxRank = 32, .window = 20}),
+                    *losses));
   }
 }
 

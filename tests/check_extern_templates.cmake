@@ -10,7 +10,7 @@ set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merg
           "lora::init::(Pissa|Milora|Olora|LoraGa|PeftOrthogonal|Eva|SvdBased)::initialize<(float|double)>"
           # Eigen's product kernels (lora/detail/eigen.hpp, src/detail/eigen_kernels.cpp)
           "Eigen::internal::(gebp_kernel<|gemm_pack_lhs<|general_matrix_vector_product<long, |triangular_solve_matrix<|product_triangular_matrix_matrix<|triangular_matrix_vector_product<long, [0-9]+, )(float|double)"
-          "Eigen::internal::gemm_pack_rhs<(float|double), long, Eigen::internal::const_blas_data_mapper<(float|double), long, 0>")
+          "Eigen::internal::gemm_pack_rhs<(float|double), long, Eigen::internal::const_blas_data_mapper<(float|double), long, [01]>")
 list(JOIN heavy "|" pattern)
 set(referenced "")
 foreach(object IN LISTS OBJECTS)

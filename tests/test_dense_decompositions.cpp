@@ -1,5 +1,6 @@
-// lora/linalg/dense_svd.hpp and lora/linalg/symmetric_eigen.hpp: the decompositions compiled once
-// in liblorapp, against their definitions (reconstruction, orthonormality, order) and bad input.
+// lora/linalg/dense_svd.hpp, symmetric_eigen.hpp and householder_qr.hpp: the decompositions
+// compiled once in liblorapp, against their definitions (reconstruction, orthonormality, order),
+// against Eigen's own HouseholderQR, and bad input.
 #include <cstdint>
 #include <fstream>
 #include <limits>
@@ -7,8 +8,10 @@
 #include <tuple>
 
 #include <gtest/gtest.h>
+#include <Eigen/QR>
 
 #include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/symmetric_eigen.hpp"
 #include "support/errors.hpp"
 #include "support/matrices.hpp"
@@ -116,6 +119,69 @@ TEST(DenseSvdRegression, RankDeficientGradientThatCrashedBdcsvd) {
   EXPECT_NEAR(values.squaredNorm(), M.squaredNorm(), 1e-10 * M.squaredNorm());
   const auto single = lora::linalg::singularValues(Eigen::MatrixXf(M.cast<float>()));
   EXPECT_LE((single.cast<double>() - values).norm(), 1e-5 * values(0));
+}
+
+TYPED_TEST(DenseDecompositions, ThinQrIsEigensHouseholderQr) {
+  using S = TypeParam;
+  using Mat = lora::test::Mat<S>;
+  const double tol = 100 * lora::test::tolerance<S>();
+  // Tall, wide and square; 300 rows take Eigen's blocked path (panels of 48 reflectors).
+  for (const auto& [m, n] :
+       {std::pair{9, 5}, std::pair{5, 9}, std::pair{7, 7}, std::pair{300, 70}}) {
+    const Mat X = lora::test::gaussian<S>(m, n, 11);
+    const lora::linalg::ThinQR<S> qr(X);
+    // The reference in double for both scalars (one instantiation of Eigen's QR in this file).
+    const Eigen::HouseholderQR<Eigen::MatrixXd> reference(X.template cast<double>());
+    const Eigen::Index p = std::min(m, n);
+    ASSERT_EQ(qr.rows(), m);
+    ASSERT_EQ(qr.cols(), n);
+    const Mat R = qr.matrixR(), Q = qr.matrixQ();
+    ASSERT_EQ(R.rows(), p);
+    ASSERT_EQ(R.cols(), n);
+    ASSERT_EQ(Q.rows(), m);
+    ASSERT_EQ(Q.cols(), p);
+    // The same algorithm, so the same factors (signs included), to rounding.
+    const Eigen::MatrixXd refR =
+        reference.matrixQR().topRows(p).template triangularView<Eigen::Upper>();
+    const Eigen::MatrixXd refQ = reference.householderQ() * Eigen::MatrixXd::Identity(m, p);
+    EXPECT_LE((R.template cast<double>() - refR).norm(), tol * refR.norm());
+    EXPECT_LE((Q.template cast<double>() - refQ).norm(), tol);
+    for (Eigen::Index i = 0; i < p; ++i)
+      for (Eigen::Index j = 0; j < std::min<Eigen::Index>(i, n); ++j) EXPECT_EQ(R(i, j), S(0));
+    EXPECT_LE((Q * R - X).norm(), tol * X.norm());
+    EXPECT_LE((Q.transpose() * Q - Mat::Identity(p, p)).norm(), tol);
+    // All of Q (m x m) completes the thin Q; applyQ multiplies by it without forming it.
+    const Mat full = qr.matrixQ(m);
+    EXPECT_LE((full.leftCols(p) - Q).norm(), tol);
+    EXPECT_LE((full.transpose() * full - Mat::Identity(m, m)).norm(), tol);
+    Mat M = lora::test::gaussian<S>(m, 3, 12);
+    const Mat expected = full * M;
+    qr.applyQ(M);
+    EXPECT_LE((M - expected).norm(), tol * expected.norm());
+    EXPECT_EQ(qr.matrixQ(0).cols(), 0);
+  }
+  // Decomposed in the storage it is moved from; rank deficiency is no error (Q stays orthonormal).
+  Mat X = Mat::Zero(6, 3);
+  X.col(0).setOnes();
+  const Mat original = X;
+  const lora::linalg::ThinQR<S> moved(std::move(X));
+  const Mat Q = moved.matrixQ();
+  EXPECT_LE((Q.transpose() * Q - Mat::Identity(3, 3)).norm(), tol);
+  EXPECT_LE((Q * moved.matrixR() - original).norm(), tol * original.norm());
+}
+
+TYPED_TEST(DenseDecompositions, ThinQrRejectsBadArguments) {
+  using S = TypeParam;
+  using Mat = lora::test::Mat<S>;
+  const lora::linalg::ThinQR<S> qr(lora::test::gaussian<S>(6, 4, 13));
+  EXPECT_CONTAINS(errorOf([&] { qr.matrixQ(7); }),
+                  "ThinQR::matrixQ(): expected 0 to 6 columns (the rows of X), got 7");
+  EXPECT_CONTAINS(errorOf([&] { qr.matrixQ(-1); }), "got -1");
+  Mat M = lora::test::gaussian<S>(5, 2, 14);
+  const Mat before = M;
+  EXPECT_CONTAINS(errorOf([&] { qr.applyQ(M); }),
+                  "ThinQR::applyQ(): expected a matrix with 6 rows (those of X), got 5x2");
+  EXPECT_EQ(M, before);
 }
 
 TYPED_TEST(DenseDecompositions, SymmetricEigenDiagonalizesAndReadsTheLowerTriangle) {

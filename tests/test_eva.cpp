@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "lora/linalg/dense_svd.hpp"
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/eva.hpp"
 #include "lora/layer.hpp"
 #include "lora/linalg/spectrum.hpp"

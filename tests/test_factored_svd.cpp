@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <Eigen/QR>
-
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/factored_svd.hpp"
 #include "support/matrices.hpp"
@@ -116,11 +114,8 @@ TYPED_TEST(FactoredSVDTest, TinyHugeAndNegativeScales) {
 // logarithmically from 1 down to 1/kappa between random orthonormal bases.
 template <typename S>
 Mat<S> withCondition(Eigen::Index rows, Eigen::Index cols, double kappa, std::uint64_t seed) {
-  const Eigen::MatrixXd Qu =
-      Eigen::HouseholderQR<Eigen::MatrixXd>(gaussian<double>(rows, cols, seed)).householderQ() *
-      Eigen::MatrixXd::Identity(rows, cols);
-  const Eigen::MatrixXd Qv =
-      Eigen::HouseholderQR<Eigen::MatrixXd>(gaussian<double>(cols, cols, seed + 1)).householderQ();
+  const Eigen::MatrixXd Qu = lora::test::orthonormal(rows, cols, seed);
+  const Eigen::MatrixXd Qv = lora::test::orthonormal(cols, cols, seed + 1);
   Eigen::VectorXd sigma(cols);
   for (Eigen::Index i = 0; i < cols; ++i)
     sigma(i) = std::pow(kappa, -double(i) / double(std::max<Eigen::Index>(cols - 1, 1)));

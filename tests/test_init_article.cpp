@@ -7,12 +7,10 @@
 
 #include <gtest/gtest.h>
 
-#include <Eigen/QR>
-
-#include "lora/linalg/dense_svd.hpp"
-#include "lora/linalg/weight_statistics.hpp"
 #include "lora/init/init.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/weight_statistics.hpp"
 #include "support/errors.hpp"
 #include "support/matrices.hpp"
 
@@ -101,7 +99,9 @@ TEST(LayerAdaptive, DeeperLayersStartSmaller) {
   EXPECT_DOUBLE_EQ(last.stdA(), 0.01);
   EXPECT_DOUBLE_EQ(last.stdB(), 0.01 * 0.15);
   lora::Rng r2(1);
-  EXPECT_CONTAINS(errorOf([&] { lora::init::LayerAdaptive{.depth = 13, .totalLayers = 12}.initialize(req, r2); }),
+  EXPECT_CONTAINS(errorOf([&] {
+                    lora::init::LayerAdaptive{.depth = 13, .totalLayers = 12}.initialize(req, r2);
+                  }),
                   "LayerAdaptive::initialize(): expected 0 <= depth <= totalLayers = 12, got 13");
   EXPECT_CONTAINS(errorOf([&] { lora::init::LayerAdaptive{.totalLayers = 0}.initialize(req, r2); }),
                   "expected totalLayers >= 1, got 0");
@@ -121,10 +121,12 @@ TEST(PeftInits, DistributionsStillHold) {
 }
 
 TEST(Orthogonal, OrthonormalFactorsWithTheirGains) {
-  for (const auto& [out, in, r] : {std::tuple{40, 30, 8}, std::tuple{30, 40, 30}, std::tuple{12, 6, 9}}) {
+  for (const auto& [out, in, r] :
+       {std::tuple{40, 30, 8}, std::tuple{30, 40, 30}, std::tuple{12, 6, 9}}) {
     SCOPED_TRACE(testing::Message() << out << "x" << in << " r=" << r);
     lora::Rng rng(6);
-    const Factors<double> f = lora::init::Orthogonal{.gain = 2.0}.initialize(request(out, in, r), rng);
+    const Factors<double> f =
+        lora::init::Orthogonal{.gain = 2.0}.initialize(request(out, in, r), rng);
     if (r <= in)
       EXPECT_TRUE((f.A * f.A.transpose()).isApprox(4.0 * Eigen::MatrixXd::Identity(r, r), 1e-12));
     else  // more rows than columns: orthonormal columns, as torch
@@ -132,7 +134,8 @@ TEST(Orthogonal, OrthonormalFactorsWithTheirGains) {
     if (r <= out)
       EXPECT_TRUE((f.B.transpose() * f.B).isApprox(0.04 * Eigen::MatrixXd::Identity(r, r), 1e-12));
     else
-      EXPECT_TRUE((f.B * f.B.transpose()).isApprox(0.04 * Eigen::MatrixXd::Identity(out, out), 1e-12));
+      EXPECT_TRUE(
+          (f.B * f.B.transpose()).isApprox(0.04 * Eigen::MatrixXd::Identity(out, out), 1e-12));
   }
   // Haar: over many draws the entries of a 1 x n orthogonal row are ±1/√n on average in square
   // and have no preferred sign (the sign fix of torch, d = sign(diag R), removes the QR bias).
@@ -148,10 +151,11 @@ TEST(SvdBased, NoiselessFactorsAreTheTruncatedSvd) {
   Eigen::MatrixXd T = lora::test::gaussian<double>(20, 14, 8);
   const auto target = std::make_shared<const Eigen::MatrixXd>(T);
   lora::Rng rng(7);
-  const Factors<double> f = lora::init::SvdBased{.target = target, .noiseScale = 0.0}.initialize(request(20, 14, 5), rng);
+  const Factors<double> f =
+      lora::init::SvdBased{.target = target, .noiseScale = 0.0}.initialize(request(20, 14, 5), rng);
   const auto svd = lora::linalg::denseSVD(T, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const Eigen::MatrixXd best = svd.U.leftCols(5) * svd.S.head(5).asDiagonal() *
-                               svd.V.leftCols(5).transpose();
+  const Eigen::MatrixXd best =
+      svd.U.leftCols(5) * svd.S.head(5).asDiagonal() * svd.V.leftCols(5).transpose();
   EXPECT_LE((f.B * f.A - best).norm(), 1e-12 * best.norm());
   // balanced: ‖A‖_F = ‖B‖_F = sqrt(Σσ)
   EXPECT_NEAR(f.A.norm(), f.B.norm(), 1e-12);
@@ -161,26 +165,27 @@ TEST(SvdBased, NoiseHasItsScaleAndFallbackIsXavier) {
   const Eigen::MatrixXd T = lora::test::gaussian<double>(300, 200, 9);
   const auto target = std::make_shared<const Eigen::MatrixXd>(T);
   lora::Rng a(10), b(10);
-  const auto noisy = lora::init::SvdBased{.target = target, .noiseScale = 0.05}.initialize(request(300, 200, 100), a);
-  const auto clean = lora::init::SvdBased{.target = target, .noiseScale = 0.0}.initialize(request(300, 200, 100), b);
+  const auto noisy = lora::init::SvdBased{.target = target, .noiseScale = 0.05}.initialize(
+      request(300, 200, 100), a);
+  const auto clean = lora::init::SvdBased{.target = target, .noiseScale = 0.0}.initialize(
+      request(300, 200, 100), b);
   expectNormal(noisy.A - clean.A, 0.05, "noise on A");
   lora::Rng c(11), d(11);
   const auto fallback = lora::init::SvdBased{}.initialize(request(30, 20, 4), c);
   const auto xavier = lora::init::XavierLora{}.initialize(request(30, 20, 4), d);
   EXPECT_TRUE(fallback.A == xavier.A && fallback.B == xavier.B);
   lora::Rng e(1);
-  EXPECT_CONTAINS(errorOf([&] { lora::init::SvdBased{.target = target}.initialize(request(30, 20, 4), e); }),
-                  "SvdBased::initialize(): expected a target of 30x20 (out x in), got 300x200");
+  EXPECT_CONTAINS(
+      errorOf([&] { lora::init::SvdBased{.target = target}.initialize(request(30, 20, 4), e); }),
+      "SvdBased::initialize(): expected a target of 30x20 (out x in), got 300x200");
 }
 
 // W = U diag(σ) V^T with a planted spectrum, so every statistic is known.
 Eigen::MatrixXd planted(Eigen::Index out, Eigen::Index in, const Eigen::VectorXd& sigma,
                         std::uint64_t seed) {
   const Eigen::Index k = sigma.size();
-  const Eigen::MatrixXd U = Eigen::HouseholderQR<Eigen::MatrixXd>(lora::test::gaussian<double>(out, k, seed))
-                                .householderQ() * Eigen::MatrixXd::Identity(out, k);
-  const Eigen::MatrixXd V = Eigen::HouseholderQR<Eigen::MatrixXd>(lora::test::gaussian<double>(in, k, seed + 1))
-                                .householderQ() * Eigen::MatrixXd::Identity(in, k);
+  const Eigen::MatrixXd U = lora::test::orthonormal(out, k, seed);
+  const Eigen::MatrixXd V = lora::test::orthonormal(in, k, seed + 1);
   return U * sigma.asDiagonal() * V.transpose();
 }
 
@@ -211,8 +216,8 @@ TEST(StatisticsAdaptive, TakesTheArticlesBranches) {
   // effective rank 9: r <= 4 is "low rank" (0.5, 0.1), r = 5 is not (0.2, 0.05)
   Eigen::VectorXd sigma = Eigen::VectorXd::LinSpaced(9, 9.0, 1.0);
   const Eigen::MatrixXd W = planted(400, 300, sigma, 13);
-  const auto stats = std::make_shared<const lora::linalg::WeightStatistics>(
-      lora::linalg::weightStatistics(W));
+  const auto stats =
+      std::make_shared<const lora::linalg::WeightStatistics>(lora::linalg::weightStatistics(W));
   ASSERT_EQ(stats->effectiveRank, 9);
   const lora::init::StatisticsAdaptive policy{.strength = 0.5, .statistics = stats};
   const double base = stats->std * stats->spectralNorm * 0.5;
@@ -233,14 +238,16 @@ TEST(StatisticsAdaptive, TakesTheArticlesBranches) {
   const auto fromStats = policy.initialize(request(400, 300, 4), r2);
   EXPECT_TRUE(fromWeight.A.isApprox(fromStats.A, 1e-12));
   lora::Rng r3(1);
-  EXPECT_CONTAINS(errorOf([&] { lora::init::StatisticsAdaptive{}.initialize(request(400, 300, 4), r3); }),
-                  "StatisticsAdaptive::initialize(): expected the layer's base weight");
+  EXPECT_CONTAINS(
+      errorOf([&] { lora::init::StatisticsAdaptive{}.initialize(request(400, 300, 4), r3); }),
+      "StatisticsAdaptive::initialize(): expected the layer's base weight");
   EXPECT_CONTAINS(errorOf([&] { policy.initialize(request(40, 30, 4), r3); }),
                   "expected statistics of a 40x30 weight, got 400x300");
 }
 
 TEST(SubtractDelta, KeepsTheOutputAndNamesItself) {
-  EXPECT_EQ(lora::init::SubtractDelta<lora::init::XavierLora>::name(), "xavier_lora+subtract_delta");
+  EXPECT_EQ(lora::init::SubtractDelta<lora::init::XavierLora>::name(),
+            "xavier_lora+subtract_delta");
   static_assert(lora::init::DataDependent<lora::init::SubtractDelta<lora::init::SvdBased>>);
   static_assert(!lora::init::DataDependent<lora::init::SubtractDelta<lora::init::XavierLora>>);
   Eigen::MatrixXf W = lora::test::gaussian<float>(30, 20, 16);
@@ -255,7 +262,8 @@ TEST(SubtractDelta, KeepsTheOutputAndNamesItself) {
 
 TEST(Layer, GrowthOfADataDependentInitUsesPeftDefaultRows) {
   Eigen::MatrixXd W = lora::test::gaussian<double>(30, 25, 18);
-  lora::Layer<double> layer(W, {.rank = 2, .alpha = 2, .seed = 3}, lora::init::StatisticsAdaptive{});
+  lora::Layer<double> layer(W, {.rank = 2, .alpha = 2, .seed = 3},
+                            lora::init::StatisticsAdaptive{});
   layer.resize(6);
   // PeftDefault's rows: U(-1/√in, 1/√in); B's new columns zero
   EXPECT_LE(layer.A().bottomRows(4).cwiseAbs().maxCoeff(), 1.0 / std::sqrt(25.0));

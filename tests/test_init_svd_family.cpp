@@ -5,16 +5,16 @@
 #include <limits>
 #include <memory>
 
-#include <Eigen/QR>
 #include <gtest/gtest.h>
+#include <Eigen/QR>
 
-#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/lora_ga.hpp"
 #include "lora/init/milora.hpp"
 #include "lora/init/olora.hpp"
 #include "lora/init/peft_orthogonal.hpp"
 #include "lora/init/pissa.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "support/errors.hpp"
 #include "support/matrices.hpp"
 
@@ -41,10 +41,8 @@ double relErr(const MatD& got, const MatD& want) {
 // U diag(sigma) V^T with orthonormal U (m x p), V (n x p), p = sigma.size().
 MatD planted(Index m, Index n, const Eigen::VectorXd& sigma, std::uint64_t seed) {
   const Index p = sigma.size();
-  const MatD U = Eigen::HouseholderQR<MatD>(lora::test::gaussian<double>(m, p, seed))
-                     .householderQ() * MatD::Identity(m, p);
-  const MatD V = Eigen::HouseholderQR<MatD>(lora::test::gaussian<double>(n, p, seed + 1))
-                     .householderQ() * MatD::Identity(n, p);
+  const MatD U = lora::test::orthonormal(m, p, seed);
+  const MatD V = lora::test::orthonormal(n, p, seed + 1);
   return U * sigma.asDiagonal() * V.transpose();
 }
 
@@ -99,9 +97,9 @@ TYPED_TEST(SvdFamily, PissaIsTheBestRankRApproximationAndTheBaseKeepsTheRest) {
     const Mat<Scalar> W = Wd.cast<Scalar>();
     const auto b = buildOn<Scalar>(W, 5, 20.0, lora::init::Pissa{});
     const auto ref = lora::linalg::denseSVD(W.template cast<double>(),
-                                  Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const MatD best = ref.U.leftCols(5) * ref.S.head(5).asDiagonal() *
-                      ref.V.leftCols(5).transpose();
+                                            Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const MatD best =
+        ref.U.leftCols(5) * ref.S.head(5).asDiagonal() * ref.V.leftCols(5).transpose();
     EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), best), svdTol<Scalar>());
     expectResidualContract<Scalar>(W, b);
     // B = U_r sqrt(S_r / s), A = sqrt(S_r / s) V_r^T: equal column/row norms sqrt(σ_i / s).
@@ -122,9 +120,9 @@ TYPED_TEST(SvdFamily, PissaNiterSplitsWExactlyAndIsCloseOnAFastDecay) {
   const Mat<Scalar> W = planted(60, 40, sigma, 21).cast<Scalar>();
   const auto b = buildOn<Scalar>(W, 4, 8.0, lora::init::PissaNiter<4>{});
   expectResidualContract<Scalar>(W, b);
-  const auto ref = lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const MatD best = ref.U.leftCols(4) * ref.S.head(4).asDiagonal() *
-                    ref.V.leftCols(4).transpose();
+  const auto ref =
+      lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const MatD best = ref.U.leftCols(4) * ref.S.head(4).asDiagonal() * ref.V.leftCols(4).transpose();
   EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), best), 1e-3);
   EXPECT_EQ(b.layer.initializerName(), "pissa_niter_4");
   EXPECT_EQ(lora::init::PissaNiter<2>::name(), "pissa_niter_2");
@@ -137,9 +135,10 @@ TYPED_TEST(SvdFamily, MiloraTakesTheSmallestTriplets) {
   using Scalar = TypeParam;
   const Mat<Scalar> W = lora::test::gaussian<Scalar>(40, 30, 31);
   const auto b = buildOn<Scalar>(W, 4, 8.0, lora::init::Milora{});
-  const auto ref = lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const MatD minor = ref.U.rightCols(4) * ref.S.tail(4).asDiagonal() *
-                     ref.V.rightCols(4).transpose();
+  const auto ref =
+      lora::linalg::denseSVD(W.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const MatD minor =
+      ref.U.rightCols(4) * ref.S.tail(4).asDiagonal() * ref.V.rightCols(4).transpose();
   EXPECT_LE(relErr(b.layer.deltaWeight().template cast<double>(), minor), svdTol<Scalar>());
   expectResidualContract<Scalar>(W, b);
   // The spectrum of s·B·A is the tail of W's, in decreasing order.
@@ -221,26 +220,28 @@ TYPED_TEST(SvdFamily, LoraGaUsesTheGradientsSingularVectors) {
   EXPECT_EQ(b.layer.initializerName(), "lora_ga");
 
   // The other directions and scales of the official code.
-  const auto arbr = buildOn<Scalar>(
-      W, r, 6.0,
-      lora::init::LoraGa{.gradient = G, .direction = lora::init::LoraGaDirection::ArBr,
-                         .scale = lora::init::LoraGaScale::Unit});
+  const auto arbr =
+      buildOn<Scalar>(W, r, 6.0,
+                      lora::init::LoraGa{.gradient = G,
+                                         .direction = lora::init::LoraGaDirection::ArBr,
+                                         .scale = lora::init::LoraGaScale::Unit});
   for (Index i = 0; i < r; ++i) {
-    EXPECT_NEAR(std::abs(arbr.layer.A().row(i).template cast<double>().dot(
-                    ref.V.col(2 * i + 1))), 1.0, 1e-6);
-    EXPECT_NEAR(std::abs(arbr.layer.B().col(i).template cast<double>().dot(ref.U.col(2 * i))),
+    EXPECT_NEAR(std::abs(arbr.layer.A().row(i).template cast<double>().dot(ref.V.col(2 * i + 1))),
                 1.0, 1e-6);
+    EXPECT_NEAR(std::abs(arbr.layer.B().col(i).template cast<double>().dot(ref.U.col(2 * i))), 1.0,
+                1e-6);
   }
-  const auto a2r = buildOn<Scalar>(
-      W, r, 6.0,
-      lora::init::LoraGa{.gradient = G, .direction = lora::init::LoraGaDirection::A2rBr,
-                         .scale = lora::init::LoraGaScale::GradientDescent});
+  const auto a2r =
+      buildOn<Scalar>(W, r, 6.0,
+                      lora::init::LoraGa{.gradient = G,
+                                         .direction = lora::init::LoraGaDirection::A2rBr,
+                                         .scale = lora::init::LoraGaScale::GradientDescent});
   const double s = a2r.layer.scaling();
   for (Index i = 0; i < r; ++i) {
     EXPECT_NEAR(std::abs(a2r.layer.A().row(i).template cast<double>().dot(ref.V.col(r + i))),
                 1.0 / s, 1e-6 / s);
-    EXPECT_NEAR(std::abs(a2r.layer.B().col(i).template cast<double>().dot(ref.U.col(i))),
-                1.0 / s, 1e-6 / s);
+    EXPECT_NEAR(std::abs(a2r.layer.B().col(i).template cast<double>().dot(ref.U.col(i))), 1.0 / s,
+                1e-6 / s);
   }
   expectResidualContract<Scalar>(W, a2r);
 }
@@ -250,7 +251,8 @@ TEST(SvdFamily, ReadOnlyBaseWithASubtractingPolicyThrowsAndLeavesWUnchanged) {
   const Eigen::MatrixXf before = W;
   const auto G = std::make_shared<const MatD>(lora::test::gaussian<double>(20, 16, 72));
   auto attempt = [&](auto policy) {
-    return lora::test::errorOf([&] { lora::Layer<float> layer(W, {.rank = 4, .alpha = 4}, policy); });
+    return lora::test::errorOf(
+        [&] { lora::Layer<float> layer(W, {.rank = 4, .alpha = 4}, policy); });
   };
   for (const std::string& message :
        {attempt(lora::init::Pissa{}), attempt(lora::init::PissaNiter<4>{}),

@@ -15,22 +15,20 @@
 
 namespace {
 
+using Eigen::Index;
 using lora::linalg::PartialSVD;
 using lora::linalg::PartialSVDMethod;
 using lora::linalg::PartialSVDOptions;
 using lora::test::Mat;
 using lora::test::Vec;
-using Eigen::Index;
 using MatD = Eigen::MatrixXd;
 
 // W = U diag(sigma) V^T with Haar-like U (m x p), V (n x p), p = min(m, n), from \p seed.
 template <typename Scalar>
 Mat<Scalar> planted(Index m, Index n, const Eigen::VectorXd& sigma, std::uint64_t seed) {
   const Index p = sigma.size();
-  MatD U = lora::test::gaussian<double>(m, p, seed);
-  MatD V = lora::test::gaussian<double>(n, p, seed + 1);
-  U = Eigen::HouseholderQR<MatD>(U).householderQ() * MatD::Identity(m, p);
-  V = Eigen::HouseholderQR<MatD>(V).householderQ() * MatD::Identity(n, p);
+  const MatD U = lora::test::orthonormal(m, p, seed);
+  const MatD V = lora::test::orthonormal(n, p, seed + 1);
   return (U * sigma.asDiagonal() * V.transpose()).cast<Scalar>();
 }
 
@@ -97,9 +95,9 @@ TYPED_TEST(PartialSvdTyped, RandomizedRecoversAFastDecayingSpectrum) {
     const MatD approx = svd.U.template cast<double>() * svd.S.template cast<double>().asDiagonal() *
                         svd.V.template cast<double>().transpose();
     const auto ref = lora::linalg::denseSVD(W.template cast<double>(),
-                                  Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const MatD best = ref.U.leftCols(q) * ref.S.head(q).asDiagonal() *
-                      ref.V.leftCols(q).transpose();
+                                            Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const MatD best =
+        ref.U.leftCols(q) * ref.S.head(q).asDiagonal() * ref.V.leftCols(q).transpose();
     EXPECT_LE((approx - best).norm() / best.norm(), 1e-4);
   }
 }
@@ -152,8 +150,7 @@ void expectCertified(const Mat<Scalar>& W, Index k, const PartialSVD<Scalar>& sv
   ASSERT_EQ(svd.singularValues().size(), k);
   ASSERT_EQ(svd.matrixU().rows(), W.rows());
   ASSERT_EQ(svd.matrixV().rows(), W.cols());
-  const double measured =
-      residualOf<Scalar>(W, svd.matrixU(), svd.singularValues(), svd.matrixV());
+  const double measured = residualOf<Scalar>(W, svd.matrixU(), svd.singularValues(), svd.matrixV());
   EXPECT_LE(svd.residual(), svd.tolerance());
   EXPECT_LE(measured, svd.tolerance() + 100 * eps<Scalar>());
   EXPECT_NEAR(measured, svd.residual(), 100 * eps<Scalar>());
@@ -170,8 +167,8 @@ void expectCertified(const Mat<Scalar>& W, Index k, const PartialSVD<Scalar>& sv
 TYPED_TEST(PartialSvdTyped, EveryMethodMeetsTheToleranceOnARandomMatrix) {
   using Scalar = TypeParam;
   const Mat<Scalar> W = lora::test::gaussian<Scalar>(150, 90, 21);
-  for (auto method : {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov,
-                      PartialSVDMethod::Lanczos}) {
+  for (auto method :
+       {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov, PartialSVDMethod::Lanczos}) {
     SCOPED_TRACE(static_cast<int>(method));
     const PartialSVD<Scalar> svd(W, 6, {.method = method, .seed = 4});
     EXPECT_EQ(svd.method(), method);
@@ -192,7 +189,7 @@ TYPED_TEST(PartialSvdTyped, PlantedSpectrumVectorsMatchTheDenseSvd) {
     const PartialSVD<Scalar> svd(W, k, {.method = method, .seed = 8});
     expectCertified<Scalar>(W, k, svd);
     const auto ref = lora::linalg::denseSVD(W.template cast<double>(),
-                                  Eigen::ComputeThinU | Eigen::ComputeThinV);
+                                            Eigen::ComputeThinU | Eigen::ComputeThinV);
     for (Index i = 0; i < k; ++i) {
       const double gap = std::min(i > 0 ? sigma(i - 1) - sigma(i) : 1e9, sigma(i) - sigma(i + 1));
       const double bound = 2.0 * svd.tolerance() * sigma(0) / gap + 1e3 * eps<Scalar>();
@@ -219,8 +216,8 @@ TYPED_TEST(PartialSvdTyped, FullRankKAndWideMatrices) {
   using Scalar = TypeParam;
   const Mat<Scalar> tall = lora::test::gaussian<Scalar>(40, 25, 41);
   const Mat<Scalar> wide = lora::test::gaussian<Scalar>(25, 40, 42);
-  for (auto method : {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov,
-                      PartialSVDMethod::Lanczos}) {
+  for (auto method :
+       {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov, PartialSVDMethod::Lanczos}) {
     SCOPED_TRACE(static_cast<int>(method));
     const PartialSVD<Scalar> a(tall, 25, {.method = method});
     expectCertified<Scalar>(tall, 25, a);
@@ -239,8 +236,8 @@ TYPED_TEST(PartialSvdTyped, RankDeficientMatricesGetZerosWithOrthonormalVectors)
   // Rank 3, k = 6: three zero singular values, yet orthonormal U and V with W^T u = 0, W v = 0.
   const Mat<Scalar> W =
       lora::test::gaussian<Scalar>(60, 3, 51) * lora::test::gaussian<Scalar>(3, 45, 52);
-  for (auto method : {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov,
-                      PartialSVDMethod::Lanczos}) {
+  for (auto method :
+       {PartialSVDMethod::Dense, PartialSVDMethod::BlockKrylov, PartialSVDMethod::Lanczos}) {
     SCOPED_TRACE(static_cast<int>(method));
     const PartialSVD<Scalar> svd(W, 6, {.method = method, .seed = 5});
     expectCertified<Scalar>(W, 6, svd);

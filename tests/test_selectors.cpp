@@ -8,8 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <Eigen/QR>
-
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/rank/article_gradient.hpp"
 #include "lora/rank/full_gradient_selector.hpp"
@@ -37,7 +35,8 @@ using lora::test::errorOf;
 static_assert(lora::rank::Selector<lora::rank::ArticleLossPlateau, double>);
 static_assert(lora::rank::Selector<lora::rank::SlopePlateau, double>);
 static_assert(lora::rank::Selector<lora::rank::ArticleGradientBased, Eigen::VectorXd>);
-static_assert(lora::rank::Selector<lora::rank::ArticleGradientInformed, lora::rank::FactorGradients>);
+static_assert(
+    lora::rank::Selector<lora::rank::ArticleGradientInformed, lora::rank::FactorGradients>);
 static_assert(lora::rank::Selector<lora::rank::SvdEnergySelector, Eigen::VectorXd>);
 static_assert(lora::rank::Selector<lora::rank::FullGradientSelector, lora::rank::GradientSignal>);
 
@@ -65,11 +64,12 @@ TEST(ArticleLossPlateau, ArticlesOwnExampleNeverAdjusts) {
   lora::rank::ArticleLossPlateau s(articleExample());
   const auto got = replay(s, kArticleLosses);
   const std::vector<std::string> reasons = {
-      "loss_improved",        "loss_improved",        "loss_improved",        "loss_improved",
-      "loss_improved",        "no_adjustment_needed", "no_adjustment_needed", "loss_improved",
-      "no_adjustment_needed", "no_adjustment_needed", "no_adjustment_needed", "no_adjustment_needed",
-      "no_clear_signal",      "loss_improved",        "no_adjustment_needed", "no_adjustment_needed",
-      "no_adjustment_needed", "loss_improved"};
+      "loss_improved",        "loss_improved",        "loss_improved",
+      "loss_improved",        "loss_improved",        "no_adjustment_needed",
+      "no_adjustment_needed", "loss_improved",        "no_adjustment_needed",
+      "no_adjustment_needed", "no_adjustment_needed", "no_adjustment_needed",
+      "no_clear_signal",      "loss_improved",        "no_adjustment_needed",
+      "no_adjustment_needed", "no_adjustment_needed", "loss_improved"};
   ASSERT_EQ(got.size(), reasons.size());
   for (std::size_t i = 0; i < got.size(); ++i) {
     SCOPED_TRACE(i);
@@ -79,15 +79,17 @@ TEST(ArticleLossPlateau, ArticlesOwnExampleNeverAdjusts) {
   }
   // The flaw, at step 12: the window 1.93 1.93 1.94 1.92 1.95 is flat, yet "oscillating"
   // (std of the differences > their mean absolute value), with a variance far below 0.01.
-  EXPECT_EQ(lora::rank::articleLossTrend({1.93, 1.93, 1.94, 1.92, 1.95}), lora::rank::LossTrend::Oscillating);
-  EXPECT_EQ(lora::rank::articleLossTrend({1.93, 1.93, 1.93, 1.93, 1.93}), lora::rank::LossTrend::Plateau);
+  EXPECT_EQ(lora::rank::articleLossTrend({1.93, 1.93, 1.94, 1.92, 1.95}),
+            lora::rank::LossTrend::Oscillating);
+  EXPECT_EQ(lora::rank::articleLossTrend({1.93, 1.93, 1.93, 1.93, 1.93}),
+            lora::rank::LossTrend::Plateau);
 }
 
 TEST(ArticleLossPlateau, PlateauGrowsAndOscillationShrinks) {
   {  // Python: adjusts once, at step 7, to 12
     lora::rank::ArticleLossPlateau s(articleExample());
-    const std::vector<double> losses = {1.0, 1.0, 1.0, 1.0, 1.001, 1.0, 1.001, 1.0, 1.001, 1.0,
-                                        1.001, 1.2, 0.9, 1.25, 0.85, 1.3, 0.8, 1.3, 0.8};
+    const std::vector<double> losses = {1.0,   1.0, 1.0, 1.0,  1.001, 1.0, 1.001, 1.0, 1.001, 1.0,
+                                        1.001, 1.2, 0.9, 1.25, 0.85,  1.3, 0.8,   1.3, 0.8};
     const auto got = replay(s, losses);
     for (std::size_t i = 0; i < got.size(); ++i) {
       SCOPED_TRACE(i);
@@ -103,7 +105,8 @@ TEST(ArticleLossPlateau, PlateauGrowsAndOscillationShrinks) {
     std::vector<double> losses = {0.5};
     for (int i = 0; i < 7; ++i) losses.insert(losses.end(), {1.0, 1.3, 1.0});
     const auto got = replay(s, losses);
-    const std::vector<std::pair<std::size_t, Eigen::Index>> expected = {{5, 6}, {10, 4}, {15, 3}, {20, 2}};
+    const std::vector<std::pair<std::size_t, Eigen::Index>> expected = {
+        {5, 6}, {10, 4}, {15, 3}, {20, 2}};
     for (const auto& [step, rank] : expected)
       EXPECT_EQ(got[step], (Decision{true, "oscillating_decrease_rank", rank})) << step;
     int adjustments = 0;
@@ -115,7 +118,8 @@ TEST(ArticleLossPlateau, PlateauGrowsAndOscillationShrinks) {
 
 TEST(ArticleLossPlateau, BadInput) {
   lora::rank::ArticleLossPlateau s;
-  EXPECT_CONTAINS(errorOf([&] { s.observe(NAN); }), "ArticleLossPlateau::observe(): expected a finite loss, got nan");
+  EXPECT_CONTAINS(errorOf([&] { s.observe(NAN); }),
+                  "ArticleLossPlateau::observe(): expected a finite loss, got nan");
   EXPECT_CONTAINS(errorOf([&] { s.observe(INFINITY); }), "got inf");
   EXPECT_EQ(s.currentRank(), 8);
   EXPECT_CONTAINS(errorOf([] { lora::rank::ArticleLossPlateau({.minRank = 5, .maxRank = 4}); }),
@@ -158,8 +162,10 @@ TEST(SlopePlateau, NeverAdjustsWhileImprovingAndRespectsMaxRank) {
   Decision last;
   for (int t = 0; t < 6; ++t) last = rising.observe(1.0 + 0.1 * t);
   EXPECT_EQ(last, (Decision{false, "loss_increasing", 8}));
-  EXPECT_CONTAINS(errorOf([&] { rising.observe(NAN); }), "SlopePlateau::observe(): expected a finite loss");
-  EXPECT_CONTAINS(errorOf([] { lora::rank::SlopePlateau({.window = 3}); }), "expected window >= 4, got 3");
+  EXPECT_CONTAINS(errorOf([&] { rising.observe(NAN); }),
+                  "SlopePlateau::observe(): expected a finite loss");
+  EXPECT_CONTAINS(errorOf([] { lora::rank::SlopePlateau({.window = 3}); }),
+                  "expected window >= 4, got 3");
 }
 
 TEST(SlopePlateau, StopsGrowingWhenGrowthDoesNotPay) {
@@ -209,8 +215,8 @@ Eigen::VectorXd spectrum(Eigen::Index k, Eigen::Index n) {
 }
 
 TEST(ArticleGradientBased, FollowsSection13) {
-  lora::rank::ArticleGradientBased s({.initialRank = 8, .maxRank = 16, .adjustmentFrequency = 3,
-                                      .sensitivityThreshold = 0.1});
+  lora::rank::ArticleGradientBased s(
+      {.initialRank = 8, .maxRank = 16, .adjustmentFrequency = 3, .sensitivityThreshold = 0.1});
   // steps 1, 2: not adjustment steps; step 3: energy rank 5 (< 2 windows of history)
   EXPECT_EQ(s.observe(spectrum(5, 20)).reason, "not_adjustment_step");
   EXPECT_EQ(s.observe(spectrum(5, 20)).reason, "not_adjustment_step");
@@ -228,7 +234,8 @@ TEST(ArticleGradientBased, FollowsSection13) {
   s.setRank(11);
   // capped at maxRank
   for (int i = 0; i < 2; ++i) s.observe(spectrum(20, 20) * 10);
-  EXPECT_EQ(s.observe(spectrum(20, 20) * 10), (Decision{true, "gradient_changing_increase_rank", 16}));
+  EXPECT_EQ(s.observe(spectrum(20, 20) * 10),
+            (Decision{true, "gradient_changing_increase_rank", 16}));
   Eigen::VectorXd bad = spectrum(2, 4);
   bad(1) = NAN;
   EXPECT_CONTAINS(errorOf([&] { s.observe(bad); }), "expected");
@@ -246,8 +253,9 @@ TEST(ArticleGradientInformed, CanOnlyShrinkBecauseGradBGradAHasRankAtMostR) {
   }
   // rank-one, constant-norm gradients: erank 1 < 0.6·8 and consistency 1 -> max(1, 8 − 2) = 6
   lora::rank::ArticleGradientInformed t({.initialRank = 8, .adjustmentInterval = 2});
-  const Eigen::MatrixXd u = lora::test::gaussian<double>(8, 1, 1), v = lora::test::gaussian<double>(1, 30, 2);
-  const Eigen::MatrixXd gA = u * v;                              // 8 x 30, rank 1
+  const Eigen::MatrixXd u = lora::test::gaussian<double>(8, 1, 1),
+                        v = lora::test::gaussian<double>(1, 30, 2);
+  const Eigen::MatrixXd gA = u * v;  // 8 x 30, rank 1
   const Eigen::MatrixXd gB = lora::test::gaussian<double>(40, 1, 3) * u.transpose();  // 40 x 8
   EXPECT_EQ(t.observe({gA, gB}).reason, "not_adjustment_step");
   EXPECT_EQ(t.observe({gA, gB}), (Decision{true, "gradient_rank_decrease", 6}));
@@ -255,7 +263,10 @@ TEST(ArticleGradientInformed, CanOnlyShrinkBecauseGradBGradAHasRankAtMostR) {
   EXPECT_DOUBLE_EQ(t.lastConsistency(), 1.0);
   Eigen::MatrixXd bad = gA;
   bad(0, 0) = INFINITY;
-  EXPECT_CONTAINS(errorOf([&] { t.observe({bad, gB}); }), "ArticleGradientInformed::observe(): expected finite gradients");
+  EXPECT_CONTAINS(errorOf([&] {
+                    t.observe({bad, gB});
+                  }),
+                  "ArticleGradientInformed::observe(): expected finite gradients");
   EXPECT_CONTAINS(errorOf([&] { t.observe({gA, gB.leftCols(3)}); }), "with the same r");
 }
 
@@ -270,11 +281,12 @@ TEST(GradientSignal, MatchesTheDenseGradient) {
   ASSERT_EQ(s.spectrum.size(), 12);
   EXPECT_LE((s.spectrum - sigma.head(12)).norm(), 1e-12 * sigma.norm());
   EXPECT_NEAR(s.norm, G.norm(), 1e-12 * G.norm());
-  const Eigen::MatrixXd QB = Eigen::HouseholderQR<Eigen::MatrixXd>(B).householderQ() * Eigen::MatrixXd::Identity(15, 3);
-  const Eigen::MatrixXd QA = Eigen::HouseholderQR<Eigen::MatrixXd>(A.transpose()).householderQ() * Eigen::MatrixXd::Identity(20, 3);
+  const Eigen::MatrixXd QB = lora::linalg::ThinQR<double>(B).matrixQ();              // 15 x 3
+  const Eigen::MatrixXd QA = lora::linalg::ThinQR<double>(A.transpose()).matrixQ();  // 20 x 3
   const Eigen::MatrixXd outside = G - QB * QB.transpose() * G;
   EXPECT_NEAR(s.outsideColumnFraction, outside.squaredNorm() / G.squaredNorm(), 1e-12);
-  EXPECT_NEAR(s.outsideRowFraction, (G - G * QA * QA.transpose()).squaredNorm() / G.squaredNorm(), 1e-12);
+  EXPECT_NEAR(s.outsideRowFraction, (G - G * QA * QA.transpose()).squaredNorm() / G.squaredNorm(),
+              1e-12);
   const Eigen::VectorXd sOut = lora::linalg::singularValues(outside);
   EXPECT_LE((s.outsideSpectrum - sOut.head(s.outsideSpectrum.size())).norm(), 1e-10 * sigma.norm());
   // a fresh adapter (B = 0): everything is outside
@@ -288,8 +300,7 @@ TEST(FullGradientSelector, GrowsTowardThePlantedRank) {
   // Residual target of rank 6: the adapter (rank 2) spans 2 of its 6 output directions, so most of
   // the gradient lies outside col(B) and the selector asks for 2 + min(4, directions) = 6.
   const Eigen::Index out = 30, in = 25, n = 200;
-  const Eigen::MatrixXd U = Eigen::HouseholderQR<Eigen::MatrixXd>(lora::test::gaussian<double>(out, 6, 1))
-                                .householderQ() * Eigen::MatrixXd::Identity(out, 6);
+  const Eigen::MatrixXd U = lora::test::orthonormal(out, 6, 1);
   const Eigen::MatrixXd V = lora::test::gaussian<double>(6, in, 2);
   const Eigen::MatrixXd X = lora::test::gaussian<double>(n, in, 3);
   const Eigen::MatrixXd dY = X * (U * V).transpose();  // dL/dY of ½‖Y − Y*‖² at Y = 0
@@ -297,7 +308,8 @@ TEST(FullGradientSelector, GrowsTowardThePlantedRank) {
   const auto signal = lora::rank::gradientSignal(X, dY, B, A);
   EXPECT_GT(signal.outsideColumnFraction, 0.3);
   EXPECT_EQ(lora::linalg::energyRank(signal.spectrum, 0.999), 6);
-  lora::rank::FullGradientSelector s({.initialRank = 2, .maxRank = 16, .interval = 3, .outsideThreshold = 0.3});
+  lora::rank::FullGradientSelector s(
+      {.initialRank = 2, .maxRank = 16, .interval = 3, .outsideThreshold = 0.3});
   EXPECT_EQ(s.observe(signal).reason, "not_decision_step");
   s.observe(signal);
   EXPECT_EQ(s.observe(signal), (Decision{true, "gradient_outside_adapter", 6}));
@@ -307,7 +319,8 @@ TEST(FullGradientSelector, GrowsTowardThePlantedRank) {
   EXPECT_LT(inside.outsideColumnFraction, 1e-20);
   EXPECT_EQ(t.observe(inside), (Decision{false, "gradient_inside_adapter", 6}));
   // pure noise: plenty of gradient outside col(B), but it points somewhere new every batch
-  lora::rank::FullGradientSelector noise({.initialRank = 2, .interval = 5, .outsideThreshold = 0.3});
+  lora::rank::FullGradientSelector noise(
+      {.initialRank = 2, .interval = 5, .outsideThreshold = 0.3});
   Decision last;
   for (std::uint64_t b = 0; b < 10; ++b) {
     const Eigen::MatrixXd Xb = lora::test::gaussian<double>(n, in, 50 + b);

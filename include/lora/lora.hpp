@@ -17,6 +17,7 @@
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/factored_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/partial_svd.hpp"
 #include "lora/linalg/randomized_svd.hpp"
 #include "lora/linalg/spectrum.hpp"

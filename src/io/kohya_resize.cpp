@@ -10,10 +10,10 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <Eigen/QR>
 
 #include "lora/error.hpp"
 #include "lora/linalg/factored_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/linalg/spectrum.hpp"
 #include "safetensors_header.hpp"
 #include "sha256.hpp"
@@ -178,8 +178,7 @@ KohyaResizedModule kohyaResizeModule(const KohyaModule& m, const Eigen::MatrixXd
     // Above the factors' rank the singular values are 0: up gets zero columns and down unit rows
     // orthogonal to the others (kohya's full SVD completes V the same way, up to the basis).
     r.up.rightCols(k - p).setZero();
-    const Eigen::HouseholderQR<Eigen::MatrixXd> qr(svd.matrixV());
-    const Eigen::MatrixXd Q = qr.householderQ() * Eigen::MatrixXd::Identity(cols, k);
+    const Eigen::MatrixXd Q = linalg::ThinQR<double>(svd.matrixV()).matrixQ(k);
     r.down.bottomRows(k - p) = Q.rightCols(k - p).transpose();
   }
   const double sum = r.sigma.sum(), fro = r.sigma.squaredNorm();

@@ -38,14 +38,19 @@ rank::GradientSignal gradientSignalDouble(const Eigen::Ref<const Eigen::MatrixXd
   if (!Xd.allFinite() || !dYt.allFinite())
     detail::fail(where, "expected finite X and dY, got NaN or Inf");
   rank::GradientSignal s;
-  s.spectrum = linalg::FactoredSVD<double>(dYt, Xd, 1.0, 0).singularValues();
-  const double total = s.spectrum.squaredNorm();
-  s.norm = std::sqrt(total);
   const Eigen::MatrixXd QB = rank::orthonormalColumns(B);
   const Eigen::MatrixXd QA = rank::orthonormalColumns(A.transpose());
-  const Eigen::MatrixXd outside = dYt - QB * (QB.transpose() * dYt);  // (I − P_B) dY^T
+  // With B = 0 (a fresh adapter) all of the gradient is outside col(B): one decomposition gives
+  // both spectra, and the column fraction is exactly 1.
+  const bool allOutside = QB.cols() == 0;
+  if (!allOutside) s.spectrum = linalg::FactoredSVD<double>(dYt, Xd, 1.0, 0).singularValues();
+  const Eigen::MatrixXd outside =
+      allOutside ? dYt : Eigen::MatrixXd(dYt - QB * (QB.transpose() * dYt));  // (I − P_B) dY^T
   const linalg::FactoredSVD<double> svdOut(outside, Xd, 1.0, Eigen::ComputeThinU);
   s.outsideSpectrum = svdOut.singularValues();
+  if (allOutside) s.spectrum = s.outsideSpectrum;
+  const double total = s.spectrum.squaredNorm();
+  s.norm = std::sqrt(total);
   s.outsideDirections = svdOut.matrixU().leftCols(std::min(directions, svdOut.size()));
   if (total > 0) {
     s.outsideColumnFraction = std::clamp(s.outsideSpectrum.squaredNorm() / total, 0.0, 1.0);

@@ -13,7 +13,7 @@
 
 #include <Eigen/Core>
 
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
 
 namespace lora::test {

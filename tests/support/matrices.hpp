@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/random.hpp"
 
 namespace lora::test {
@@ -22,6 +23,12 @@ Mat<Scalar> gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed,
   lora::Rng rng(seed);
   lora::fillNormal(m, rng, 0.0, stddev);
   return m;
+}
+
+/// A rows x cols matrix with orthonormal columns (rows >= cols), reproducible from the seed: the
+/// thin Q of a Gaussian matrix.
+inline Mat<double> orthonormal(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
+  return lora::linalg::ThinQR<double>(gaussian<double>(rows, cols, seed)).matrixQ(cols);
 }
 
 /// The accuracy the issue asks of each Scalar: 1e-5 relative for float, 1e-12 for double.

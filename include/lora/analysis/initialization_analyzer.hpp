@@ -49,7 +49,7 @@
 
 #include "lora/analysis/markdown_table.hpp"
 #include "lora/base_weight.hpp"
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/error.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/layer.hpp"

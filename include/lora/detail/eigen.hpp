@@ -30,6 +30,8 @@
                                        gebp_traits<S, S>::LhsPacket4Packing, RowMajor>;           \
   EXTERN template struct gemm_pack_rhs<S, Index, const_blas_data_mapper<S, Index, ColMajor>,      \
                                        gebp_traits<S, S>::nr, ColMajor>;                          \
+  EXTERN template struct gemm_pack_rhs<S, Index, const_blas_data_mapper<S, Index, RowMajor>,      \
+                                       gebp_traits<S, S>::nr, RowMajor>;                          \
   EXTERN template struct general_matrix_vector_product<                                           \
       Index, S, const_blas_data_mapper<S, Index, ColMajor>, ColMajor, false, S,                   \
       const_blas_data_mapper<S, Index, RowMajor>, false, Specialized>;                            \

@@ -34,11 +34,11 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/QR>
 #include "lora/detail/eigen.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/random.hpp"
 
 namespace lora::detail {
@@ -67,8 +67,7 @@ void evaFlipRowSigns(Matrix& V) {
 /// Householder QR).
 template <typename Matrix>
 void evaOrthonormalizeColumns(Matrix& Y) {
-  const Eigen::HouseholderQR<Matrix> qr(Y);
-  Y = qr.householderQ() * Matrix::Identity(Y.rows(), Y.cols());
+  Y = linalg::ThinQR<typename Matrix::Scalar>(std::move(Y)).matrixQ();
 }
 
 /// Top \p q right singular vectors (as rows, q x n) and singular values of \p M (m x n), by the

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <string>
 
-#include <Eigen/QR>
 #include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
+#include "lora/linalg/householder_qr.hpp"
 
 namespace lora::init {
 
@@ -34,7 +34,6 @@ struct Olora {
 
 template <typename Scalar>
 Factors<Scalar> Olora::initialize(const Request<Scalar>& request, Rng& /*rng*/) const {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   constexpr const char* where = "Olora::initialize";
   requireWeight(request, where);
   const Eigen::Index minDim = std::min(request.outFeatures, request.inFeatures);
@@ -43,9 +42,7 @@ Factors<Scalar> Olora::initialize(const Request<Scalar>& request, Rng& /*rng*/) 
   Factors<Scalar> f;
   request.weight.visit([&](const auto& W) {
     if (!W.allFinite()) detail::fail(where, "expected a finite base weight, got NaN or Inf");
-    const Eigen::HouseholderQR<Matrix> qr(W.leftCols(r));
-    f.B = Matrix::Identity(request.outFeatures, r);
-    f.B.applyOnTheLeft(qr.householderQ());
+    f.B = linalg::ThinQR<Scalar>(W.leftCols(r)).matrixQ();  // out x r, as r <= out
     f.A.noalias() = f.B.transpose() * W;
   });
   // R[:r, :r] is upper triangular: the entries below the diagonal of Q_r^T W[:, :r] are rounding.

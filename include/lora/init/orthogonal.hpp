@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string>
 
-#include "lora/detail/orthogonal.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/initializer.hpp"
 
 namespace lora::init {

@@ -3,11 +3,12 @@
 /// \brief PEFT's orthogonal LoRA initialization: B·A = 0 with both factors non-zero.
 
 #include <string>
+#include <utility>
 
-#include <Eigen/QR>
 #include "lora/detail/eigen.hpp"
 
 #include "lora/init/initializer.hpp"
+#include "lora/linalg/householder_qr.hpp"
 
 namespace lora::init {
 
@@ -39,9 +40,7 @@ Factors<Scalar> PeftOrthogonal::initialize(const Request<Scalar>& request, Rng& 
   const Eigen::Index half = r / 2;
   MatrixD X(r, r);
   fillNormal(X, rng, 0.0, 1.0);
-  const Eigen::HouseholderQR<MatrixD> qr(X);
-  MatrixD Q = MatrixD::Identity(r, r);
-  Q.applyOnTheLeft(qr.householderQ());
+  const MatrixD Q = linalg::ThinQR<double>(std::move(X)).matrixQ();  // r x r
   MatrixD odd(half, r), even(half, r);  // torch's Q[0::2, :] and Q[1::2, :]
   for (Eigen::Index i = 0; i < half; ++i) {
     odd.row(i) = Q.row(2 * i);

@@ -8,11 +8,11 @@
 #include <optional>
 
 #include <Eigen/Cholesky>
-#include <Eigen/QR>
 #include "lora/detail/eigen.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/detail/svd_kernels.hpp"
+#include "lora/linalg/householder_qr.hpp"
 
 #include "lora/error.hpp"
 
@@ -368,13 +368,9 @@ typename FactoredSVD<Scalar_>::QrMethod FactoredSVD<Scalar_>::thinQR(const Facto
   QrMethod method = QrMethod::CholeskyQR2;
   if (r <= rows && choleskyQR(X, basis, R, tolerance, method)) return method;
   basis.source.reset();
-  Eigen::HouseholderQR<Matrix> qr(rows, r);
-  if (X.transposed)
-    qr.compute(X.M.transpose());
-  else
-    qr.compute(X.M);
-  R = qr.matrixQR().topRows(p).template triangularView<Eigen::Upper>();
-  basis.Q1 = qr.householderQ() * Matrix::Identity(rows, p);
+  const ThinQR<Scalar> qr(X.transposed ? Matrix(X.M.transpose()) : Matrix(X.M));
+  R = qr.matrixR();
+  basis.Q1 = qr.matrixQ(p);
   basis.right.resize(0, 0);
   return QrMethod::Householder;
 }
@@ -431,8 +427,16 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::coordinates(const ch
   requireComputed(where);
   if (coreVectors.size() == 0)
     detail::fail(where, "expected a decomposition computed with singular vectors, got values only");
-  Eigen::CompleteOrthogonalDecomposition<Matrix> cod(R);  // R is p x r, its pseudo-inverse r x p
-  Matrix c = cod.pseudoInverse() * coreVectors;
+  // The minimum-norm least-squares solution of R c = coreVectors (R is p x r), through the
+  // pseudo-inverse of R from its SVD (compiled in liblorapp): singular values at or below
+  // max(p, r)·ε·σ_1 count as 0 (numpy's and LAPACK xGELSD's default cut).
+  const auto svd = denseSVD(R, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const RealScalar cut = svd.S.size() == 0 ? RealScalar(0)
+                                           : svd.S(0) * Eigen::NumTraits<RealScalar>::epsilon() *
+                                                 RealScalar(std::max(R.rows(), R.cols()));
+  const Vector inverse =
+      svd.S.unaryExpr([cut](RealScalar s) { return s > cut ? RealScalar(1) / s : RealScalar(0); });
+  Matrix c = svd.V * (inverse.asDiagonal() * (svd.U.transpose() * coreVectors));
   c /= norm;
   return c;
 }

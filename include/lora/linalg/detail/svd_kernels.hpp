@@ -8,10 +8,10 @@
 #include <exception>
 #include <limits>
 
-#include <Eigen/QR>
 #include "lora/detail/eigen.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/random.hpp"
 #include "lora/threads.hpp"
 
@@ -149,26 +149,23 @@ void gram(const Eigen::MatrixBase<Derived>& X, DenseMatrix<typename Derived::Sca
 template <typename Scalar>
 void orthonormalizeColumns(DenseMatrix<Scalar>& X) {
   if (X.cols() == 0) return;
-  const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(X);
-  X.setIdentity();
-  X.applyOnTheLeft(qr.householderQ());
+  X = linalg::ThinQR<Scalar>(std::move(X)).matrixQ();
 }
 
 /// Thin SVD of a tall matrix \p Y (rows >= cols): Y = U diag(S) W^T with U (rows x cols) and W
-/// (cols x cols) orthonormal, S decreasing. A Householder QR first, then BDCSVD of the small
+/// (cols x cols) orthonormal, S decreasing. A Householder QR first, then the dense SVD of the small
 /// triangular factor, so the cost is O(rows·cols² + cols³).
 template <typename Scalar, typename DerivedY>
 void tallThinSvd(const Eigen::MatrixBase<DerivedY>& Y, DenseMatrix<Scalar>& U,
                  DenseVector<Scalar>& S, DenseMatrix<Scalar>& W) {
   const Eigen::Index rows = Y.rows(), cols = Y.cols();
-  const Eigen::HouseholderQR<DenseMatrix<Scalar>> qr(Y);
-  const DenseMatrix<Scalar> R = qr.matrixQR().topRows(cols).template triangularView<Eigen::Upper>();
-  const auto svd = linalg::denseSVD(R, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  const linalg::ThinQR<Scalar> qr(Y.derived());
+  const auto svd = linalg::denseSVD(qr.matrixR(), Eigen::ComputeFullU | Eigen::ComputeFullV);
   S = svd.S;
   W = svd.V;
   U.setZero(rows, cols);
   U.topRows(cols) = svd.U;
-  U.applyOnTheLeft(qr.householderQ());
+  qr.applyQ(U);
 }
 
 /// Flips the sign of each pair (U_i, V_i) so that the entry of U_i with the largest magnitude is

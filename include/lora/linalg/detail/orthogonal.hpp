@@ -2,9 +2,11 @@
 /// \file orthogonal.hpp
 /// \brief A random matrix with orthonormal rows or columns, as torch.nn.init.orthogonal_ draws it.
 
-#include <Eigen/QR>
+#include <utility>
+
 #include "lora/detail/eigen.hpp"
 
+#include "lora/linalg/householder_qr.hpp"
 #include "lora/random.hpp"
 
 namespace lora::detail {
@@ -20,9 +22,9 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> orthogonalMatrix(Eigen::In
   const bool wide = rows < cols;
   Matrix G(wide ? cols : rows, wide ? rows : cols);  // tall: QR gives orthonormal columns
   fillNormal(G, rng, 0.0, 1.0);
-  const Eigen::HouseholderQR<Matrix> qr(G);
-  Matrix Q = qr.householderQ() * Matrix::Identity(G.rows(), G.cols());
-  const Matrix R = qr.matrixQR().topRows(G.cols()).template triangularView<Eigen::Upper>();
+  const linalg::ThinQR<double> qr(std::move(G));
+  Matrix Q = qr.matrixQ();
+  const Matrix R = qr.matrixR();
   for (Eigen::Index j = 0; j < Q.cols(); ++j)
     if (R(j, j) < 0) Q.col(j) = -Q.col(j);
   Q *= gain;
