@@ -160,6 +160,19 @@ TYPED_TEST(DenseDecompositions, ThinQrIsEigensHouseholderQr) {
     EXPECT_LE((M - expected).norm(), tol * expected.norm());
     EXPECT_EQ(qr.matrixQ(0).cols(), 0);
   }
+  // Empty matrices and empty requests (Eigen's own reflector code offsets null pointers there).
+  for (const auto& [m, n] : {std::pair{5, 0}, std::pair{0, 3}, std::pair{0, 0}}) {
+    const lora::linalg::ThinQR<S> empty{Mat(m, n)};
+    EXPECT_EQ(empty.matrixR().rows(), 0);
+    EXPECT_EQ(empty.matrixR().cols(), n);
+    EXPECT_EQ(empty.matrixQ().rows(), m);
+    EXPECT_EQ(empty.matrixQ().cols(), 0);
+    EXPECT_EQ(empty.matrixQ(m), Mat::Identity(m, m));
+    Mat M = lora::test::gaussian<S>(m, 2, 15);
+    const Mat before = M;
+    empty.applyQ(M);
+    EXPECT_EQ(M, before);
+  }
   // Decomposed in the storage it is moved from; rank deficiency is no error (Q stays orthonormal).
   Mat X = Mat::Zero(6, 3);
   X.col(0).setOnes();

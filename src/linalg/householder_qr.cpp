@@ -25,7 +25,9 @@ typename ThinQR<Scalar>::Matrix ThinQR<Scalar>::matrixQ(Index columns) const {
     detail::fail("ThinQR::matrixQ", "expected 0 to {} columns (the rows of X), got {}", rows(),
                  columns);
   Matrix Q = Matrix::Identity(rows(), columns);
-  Q.applyOnTheLeft(Eigen::householderSequence(m_qr, m_coeffs));
+  // Eigen's reflector application offsets the pointer of an empty matrix (undefined behaviour).
+  if (Q.size() > 0 && m_coeffs.size() > 0)
+    Q.applyOnTheLeft(Eigen::householderSequence(m_qr, m_coeffs));
   return Q;
 }
 
@@ -34,7 +36,8 @@ void ThinQR<Scalar>::applyQ(Matrix& M) const {
   if (M.rows() != rows())
     detail::fail("ThinQR::applyQ", "expected a matrix with {} rows (those of X), got {}x{}", rows(),
                  M.rows(), M.cols());
-  M.applyOnTheLeft(Eigen::householderSequence(m_qr, m_coeffs));
+  if (M.size() > 0 && m_coeffs.size() > 0)
+    M.applyOnTheLeft(Eigen::householderSequence(m_qr, m_coeffs));
 }
 
 template class ThinQR<float>;
