@@ -18,14 +18,14 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 
 #include "experiments/charlm.hpp"
 #include "experiments/command_line.hpp"
 
 int main(int argc, char** argv) {
   using namespace lora::experiments;
-  CLI::App app{"LoRA strategy experiments on a character-level language model (English -> French)"};
+  CommandLine app{
+      "LoRA strategy experiments on a character-level language model (English -> French)"};
   CharTaskOptions data;
   Index hidden = 256;
   CommonCommandLine cl;
@@ -35,18 +35,14 @@ int main(int argc, char** argv) {
   cl.adapt = {.steps = 800, .batch = 128, .evalEvery = 40, .quiet = false, .label = "charlm"};
   cl.study.lr = 2e-3;
   cl.study.fullLr = 1e-3;
-  app.add_option("--english", data.english, "English word list (wamerican)");
-  app.add_option("--french", data.french, "French word list (wfrench)");
-  app.add_option("--context", data.context, "characters of context")->check(CLI::PositiveNumber);
-  app.add_option("--pretrain-samples", data.pretrainSamples, "English samples for pretraining");
-  app.add_option("--adapt-samples", data.adaptSamples, "French samples for adaptation");
-  app.add_option("--hidden", hidden, "hidden units per layer")->check(CLI::PositiveNumber);
+  app.option("--english", data.english, "English word list (wamerican)");
+  app.option("--french", data.french, "French word list (wfrench)");
+  app.option("--context", data.context, "characters of context", true);
+  app.option("--pretrain-samples", data.pretrainSamples, "English samples for pretraining");
+  app.option("--adapt-samples", data.adaptSamples, "French samples for adaptation");
+  app.option("--hidden", hidden, "hidden units per layer", true);
   cl.addTo(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (const auto code = app.parse(argc, argv)) return *code;
   cl.finish();
   const int seeds = cl.seeds, pretrainSteps = cl.pretrainSteps;
   const AdaptOptions& adapt = cl.adapt;

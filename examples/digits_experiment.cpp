@@ -18,14 +18,13 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 
 #include "experiments/command_line.hpp"
 #include "experiments/digits.hpp"
 
 int main(int argc, char** argv) {
   using namespace lora::experiments;
-  CLI::App app{"LoRA strategy experiments on handwritten digits (UCI optdigits)"};
+  CommandLine app{"LoRA strategy experiments on handwritten digits (UCI optdigits)"};
   std::string data = LORA_DIGITS_CSV, shiftName = "rotate90";
   CommonCommandLine cl;
   cl.seeds = 5;
@@ -34,14 +33,10 @@ int main(int argc, char** argv) {
   cl.adapt = {.steps = 600, .batch = 64, .evalEvery = 20, .quiet = false, .label = "digits"};
   cl.study.lr = 3e-3;
   cl.study.fullLr = 1e-3;
-  app.add_option("--data", data, "the digits CSV (64 pixels and a label per line)");
-  app.add_option("--shift", shiftName, "the adaptation domain: mirror, rotate90, rotate180");
+  app.option("--data", data, "the digits CSV (64 pixels and a label per line)");
+  app.option("--shift", shiftName, "the adaptation domain: mirror, rotate90, rotate180");
   cl.addTo(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (const auto code = app.parse(argc, argv)) return *code;
   cl.finish();
   const int seeds = cl.seeds, pretrainSteps = cl.pretrainSteps;
   const AdaptOptions& adapt = cl.adapt;

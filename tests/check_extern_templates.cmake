@@ -10,7 +10,9 @@ set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merg
           "lora::init::(Pissa|Milora|Olora|LoraGa|PeftOrthogonal|Eva|SvdBased)::initialize<(float|double)>"
           # Eigen's product kernels (lora/detail/eigen.hpp, src/detail/eigen_kernels.cpp)
           "Eigen::internal::(gebp_kernel<|gemm_pack_lhs<|general_matrix_vector_product<long, |triangular_solve_matrix<|product_triangular_matrix_matrix<|triangular_matrix_vector_product<long, [0-9]+, )(float|double)"
-          "Eigen::internal::gemm_pack_rhs<(float|double), long, Eigen::internal::const_blas_data_mapper<(float|double), long, [01]>")
+          "Eigen::internal::gemm_pack_rhs<(float|double), long, Eigen::internal::const_blas_data_mapper<(float|double), long, [01]>"
+          # (the GEMM driver's name also appears inside parallelize_gemm's, which stays inline)
+          "Eigen::internal::general_matrix_matrix_product<long, (float|double), [01], false, (float|double), [01], false, 0, 1>::run")
 list(JOIN heavy "|" pattern)
 set(referenced "")
 foreach(object IN LISTS OBJECTS)
@@ -37,7 +39,8 @@ foreach(object IN LISTS OBJECTS)
 endforeach()
 # Without references the check above would prove nothing: the objects must call into each family.
 foreach(family "Layer<" "FactoredSVD<" "PartialSVD<" "randomizedSVDStored<" "::initialize<"
-               "EvaCollector<" "gebp_kernel<" "general_matrix_vector_product<")
+               "EvaCollector<" "general_matrix_matrix_product<"
+               "general_matrix_vector_product<")
   string(FIND "${referenced}" "${family}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "check_extern_templates: expected the objects to reference ${family}..., "

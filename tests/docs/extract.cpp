@@ -182,14 +182,17 @@ int main(int argc, char** argv) {
     table << "    {" << b.line << ", " << (b.mode == "scope" ? "nullptr" : "&" + ns + "::run")
           << ", " << (b.output.empty() ? "nullptr" : literal(b.output)) << "},\n";
   }
+  // Named after the document: the units compile together in a unity batch (tests/CMakeLists.txt).
   out << "\nnamespace {\n";
   if (any) {
-    out << "const lora::doctest::BlockEntry blocks[] = {\n"
+    out << "const lora::doctest::BlockEntry blocks_" << name << "[] = {\n"
         << table.str() << "};\n"
-        << "const lora::doctest::Registered registered(" << literal(doc)
-        << ", blocks, sizeof blocks / sizeof blocks[0]);\n";
+        << "const lora::doctest::Registered registered_" << name << "(" << literal(doc)
+        << ", blocks_" << name << ", sizeof blocks_" << name << " / sizeof blocks_" << name
+        << "[0]);\n";
   } else {
-    out << "const lora::doctest::Registered registered(" << literal(doc) << ", nullptr, 0);\n";
+    out << "const lora::doctest::Registered registered_" << name << "(" << literal(doc)
+        << ", nullptr, 0);\n";
   }
   out << "}  // namespace\n";
   std::ofstream result(outPath);

@@ -32,6 +32,14 @@
                                        gebp_traits<S, S>::nr, ColMajor>;                          \
   EXTERN template struct gemm_pack_rhs<S, Index, const_blas_data_mapper<S, Index, RowMajor>,      \
                                        gebp_traits<S, S>::nr, RowMajor>;                          \
+  EXTERN template struct general_matrix_matrix_product<Index, S, ColMajor, false, S, ColMajor,    \
+                                                       false, ColMajor, 1>;                       \
+  EXTERN template struct general_matrix_matrix_product<Index, S, ColMajor, false, S, RowMajor,    \
+                                                       false, ColMajor, 1>;                       \
+  EXTERN template struct general_matrix_matrix_product<Index, S, RowMajor, false, S, ColMajor,    \
+                                                       false, ColMajor, 1>;                       \
+  EXTERN template struct general_matrix_matrix_product<Index, S, RowMajor, false, S, RowMajor,    \
+                                                       false, ColMajor, 1>;                       \
   EXTERN template struct general_matrix_vector_product<                                           \
       Index, S, const_blas_data_mapper<S, Index, ColMajor>, ColMajor, false, S,                   \
       const_blas_data_mapper<S, Index, RowMajor>, false, Specialized>;                            \
