@@ -10,22 +10,21 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/olora.hpp"
 #include "lora/init/pissa.hpp"
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/safetensors.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "support/fixtures.hpp"
+#include "support/matrices.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using MatD = Eigen::MatrixXd;
 
-double relErr(const MatD& got, const MatD& want) {
-  return (got - want).norm() / std::max(want.norm(), 1e-300);
-}
+using lora::test::relErr;
 
 // The adapted modules of a variant: the keys "<module>.lora_A.weight" of init_adapter.
 std::vector<std::string> modulesOf(const lora::SafeTensorsReader& init) {
@@ -39,8 +38,7 @@ std::vector<std::string> modulesOf(const lora::SafeTensorsReader& init) {
 // The best rank-r approximation of W (double SVD).
 MatD truncation(const MatD& W, Eigen::Index r) {
   const auto svd = lora::linalg::denseSVD(W, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  return svd.U.leftCols(r) * svd.S.head(r).asDiagonal() *
-         svd.V.leftCols(r).transpose();
+  return svd.U.leftCols(r) * svd.S.head(r).asDiagonal() * svd.V.leftCols(r).transpose();
 }
 
 // One module of a variant: the base weight, PEFT's initial s·B·A and residual, and ours.

@@ -458,11 +458,11 @@ TEST(RankManager, HonoursLayerSpecificRanks) {
 
 // ---- monitorAndAdjust --------------------------------------------------------------------------
 
-using Ranks = std::vector<std::pair<std::string, Eigen::Index>>;
+using NamedRanks = std::vector<std::pair<std::string, Eigen::Index>>;
 
 TEST(RankManager, GrowsByTwoWhenLossAndAccuracyAreFlatThenStartsTheWindowAgain) {
   RankManager manager;  // patience 10, ranks 2..64
-  const Ranks ranks = {{"q", 8}, {"v", 63}, {"o", 64}};
+  const NamedRanks ranks = {{"q", 8}, {"v", 63}, {"o", 64}};
   for (int i = 0; i < 9; ++i) {
     const auto d = manager.monitorAndAdjust({.loss = 1.0 + 1e-4 * i, .accuracy = 0.5}, ranks);
     EXPECT_EQ(d.status, "insufficient_history");

@@ -18,24 +18,23 @@
 #include "lora/layer.hpp"
 #include "lora/train/optimizer.hpp"
 #include "support/fixtures.hpp"
+#include "support/matrices.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using Mat = Eigen::MatrixXd;
+using MatD = Eigen::MatrixXd;
 
-double relErr(const Mat& got, const Mat& want) {
-  return (got - want).norm() / std::max(want.norm(), 1e-300);
-}
+using lora::test::relErr;
 
 // A trace: the two-layer model outer(relu(inner(x))), both layers LoRA-adapted.
 struct Trace {
   nlohmann::json meta;
   std::vector<std::string> names;  // {inner, outer}
-  std::vector<Mat> W;
+  std::vector<MatD> W;
   std::vector<Eigen::VectorXd> b;
   std::vector<lora::Layer<double>> layers;
-  Mat x, y;
+  MatD x, y;
   fs::path dir;
 };
 
@@ -79,7 +78,7 @@ void reproduce(Trace& t, Opt& opt) {
   const auto losses = t.meta["losses"].get<std::vector<double>>();
   const int steps = t.meta["steps"].get<int>();
   ASSERT_EQ(static_cast<int>(losses.size()), steps + 1);
-  Mat pre, h, out, dH;
+  MatD pre, h, out, dH;
   double worstLoss = 0, worstFactor = 0;
   for (int step = 0; step <= steps; ++step) {
     pre = t.layers[0].forward(t.x);
@@ -89,9 +88,9 @@ void reproduce(Trace& t, Opt& opt) {
     EXPECT_NEAR(loss, losses[step], 1e-10 * losses[step]) << "step " << step;
     worstLoss = std::max(worstLoss, std::abs(loss - losses[step]) / losses[step]);
     if (step == steps) break;
-    const Mat dOut = (2.0 / static_cast<double>(out.size())) * (out - t.y);
+    const MatD dOut = (2.0 / static_cast<double>(out.size())) * (out - t.y);
     t.layers[1].backward(h, dOut, dH, lora::GradMode::Overwrite);
-    const Mat dPre = dH.cwiseProduct((pre.array() > 0.0).cast<double>().matrix());
+    const MatD dPre = dH.cwiseProduct((pre.array() > 0.0).cast<double>().matrix());
     t.layers[0].backward(t.x, dPre, lora::GradMode::Overwrite);
     const auto report = opt.step(loss);
     EXPECT_EQ(report.step, step + 1);

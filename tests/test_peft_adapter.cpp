@@ -14,7 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using lora::test::gaussian;
-using Mat = Eigen::MatrixXf;
+using MatF = Eigen::MatrixXf;
 
 class PeftAdapterTest : public ::testing::Test {
  protected:
@@ -53,8 +53,8 @@ constexpr const char* kConfig =
 
 TEST_F(PeftAdapterTest, LoadsModulesWithPatternRanks) {
   writeConfig(kConfig);
-  const Mat qA = gaussian<float>(4, 6, 1), qB = gaussian<float>(5, 4, 2);
-  const Mat vA = gaussian<float>(2, 6, 3), vB = gaussian<float>(3, 2, 4);
+  const MatF qA = gaussian<float>(4, 6, 1), qB = gaussian<float>(5, 4, 2);
+  const MatF vA = gaussian<float>(2, 6, 3), vB = gaussian<float>(3, 2, 4);
   lora::SafeTensorsWriter w;
   w.add(key("layers.0.attn.q_proj", "lora_A.weight"), qA);
   w.add(key("layers.0.attn.q_proj", "lora_B.weight"), qB);

@@ -19,6 +19,7 @@
 #include "lora/io/safetensors.hpp"
 #include "support/errors.hpp"
 #include "support/fixtures.hpp"
+#include "support/json.hpp"
 
 namespace {
 
@@ -33,19 +34,9 @@ constexpr std::string_view kLoraB = ".lora_B.weight";
 
 using lora::test::errorOf;
 
-std::vector<fs::path> variantDirs() {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(lora::test::fixtureDir())) {
-    if (e.is_directory() && fs::exists(e.path() / "adapter_config.json")) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using lora::test::variantDirs;
 
-nlohmann::json readJson(const fs::path& p) {
-  std::ifstream in(p);
-  return nlohmann::json::parse(in);
-}
+using lora::test::readJson;
 
 // ---------------------------------------------------------------------------------------------
 // PEFT fixtures

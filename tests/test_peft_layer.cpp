@@ -13,6 +13,7 @@
 #include "lora/init/gaussian.hpp"
 #include "lora/io/peft_adapter.hpp"
 #include "support/fixtures.hpp"
+#include "support/json.hpp"
 #include "support/matrices.hpp"
 
 namespace {
@@ -21,14 +22,9 @@ namespace fs = std::filesystem;
 using Mat = Eigen::MatrixXf;
 using Vec = Eigen::VectorXf;
 
-double relErr(const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) {
-  return (got - want).norm() / std::max(want.norm(), 1e-300);
-}
+using lora::test::relErr;
 
-nlohmann::json readJson(const fs::path& p) {
-  std::ifstream in(p);
-  return nlohmann::json::parse(in);
-}
+using lora::test::readJson;
 
 class PeftVariant : public ::testing::TestWithParam<std::string> {
  protected:

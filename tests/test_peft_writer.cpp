@@ -35,17 +35,9 @@ using lora::SafeTensorsReader;
 using lora::test::errorOf;
 using lora::test::ScratchDir;
 
-std::vector<fs::path> variantDirs() {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(lora::test::fixtureDir(), ec)) {
-    if (e.is_directory() && fs::exists(e.path() / "adapter_config.json")) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using lora::test::variantDirs;
 
-nlohmann::ordered_json readJson(const fs::path& p) {
+nlohmann::ordered_json readOrderedJson(const fs::path& p) {
   return nlohmann::ordered_json::parse(lora::test::readText(p));
 }
 
@@ -102,8 +94,8 @@ TEST(PeftWriterFixtures, EveryVariantLoadsSavesAndLoadsAgainIdentically) {
     for (const std::string& n : st1.names()) EXPECT_EQ(st1.info(n).dtype, DType::F32) << n;
 
     // The config keeps every field of the original (unknown ones too), patterns included.
-    const auto j0 = readJson(dir / "adapter_config.json");
-    const auto j1 = readJson(out / "adapter_config.json");
+    const auto j0 = readOrderedJson(dir / "adapter_config.json");
+    const auto j1 = readOrderedJson(out / "adapter_config.json");
     for (auto it = j0.begin(); it != j0.end(); ++it) {
       ASSERT_TRUE(j1.contains(it.key())) << it.key();
       EXPECT_EQ(j1[it.key()], it.value()) << it.key();
@@ -256,7 +248,7 @@ TEST(PeftWriterConfig, HasEveryFieldPeftReadsWithSortedKeys) {
   w.add("base_model.model.layers.0.v_proj", lora::test::gaussian<double>(2, 6, 3),
         lora::test::gaussian<double>(5, 2, 4), 4.0);
   w.write(tmp / "a");
-  const auto j = readJson(tmp / "a" / "adapter_config.json");
+  const auto j = readOrderedJson(tmp / "a" / "adapter_config.json");
   for (const char* field :
        {"peft_type", "r", "lora_alpha", "target_modules", "rank_pattern", "alpha_pattern",
         "use_rslora", "use_dora", "fan_in_fan_out", "bias", "lora_dropout", "init_lora_weights",

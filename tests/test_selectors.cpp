@@ -208,7 +208,7 @@ TEST(FitSlope, IsTheLeastSquaresLine) {
 }
 
 // σ with a known 95% energy rank: k ones then small values
-Eigen::VectorXd spectrum(Eigen::Index k, Eigen::Index n) {
+Eigen::VectorXd plantedSpectrum(Eigen::Index k, Eigen::Index n) {
   Eigen::VectorXd s = Eigen::VectorXd::Constant(n, 1e-3);
   s.head(k).setOnes();
   return s;
@@ -218,25 +218,27 @@ TEST(ArticleGradientBased, FollowsSection13) {
   lora::rank::ArticleGradientBased s(
       {.initialRank = 8, .maxRank = 16, .adjustmentFrequency = 3, .sensitivityThreshold = 0.1});
   // steps 1, 2: not adjustment steps; step 3: energy rank 5 (< 2 windows of history)
-  EXPECT_EQ(s.observe(spectrum(5, 20)).reason, "not_adjustment_step");
-  EXPECT_EQ(s.observe(spectrum(5, 20)).reason, "not_adjustment_step");
-  EXPECT_EQ(s.observe(spectrum(5, 20)), (Decision{true, "energy_rank", 5}));
+  EXPECT_EQ(s.observe(plantedSpectrum(5, 20)).reason, "not_adjustment_step");
+  EXPECT_EQ(s.observe(plantedSpectrum(5, 20)).reason, "not_adjustment_step");
+  EXPECT_EQ(s.observe(plantedSpectrum(5, 20)), (Decision{true, "energy_rank", 5}));
   s.setRank(5);
   // steps 4..6 with the same norms: stable -> energy rank 5 − 1 = 4
-  s.observe(spectrum(5, 20));
-  s.observe(spectrum(5, 20));
-  EXPECT_EQ(s.observe(spectrum(5, 20)), (Decision{true, "gradient_stable_decrease_rank", 4}));
+  s.observe(plantedSpectrum(5, 20));
+  s.observe(plantedSpectrum(5, 20));
+  EXPECT_EQ(s.observe(plantedSpectrum(5, 20)),
+            (Decision{true, "gradient_stable_decrease_rank", 4}));
   s.setRank(4);
   // steps 7..9 with a much larger norm (‖σ‖ of 9 ones vs 5): changing -> 9 + 2 = 11
-  s.observe(spectrum(9, 20));
-  s.observe(spectrum(9, 20));
-  EXPECT_EQ(s.observe(spectrum(9, 20)), (Decision{true, "gradient_changing_increase_rank", 11}));
+  s.observe(plantedSpectrum(9, 20));
+  s.observe(plantedSpectrum(9, 20));
+  EXPECT_EQ(s.observe(plantedSpectrum(9, 20)),
+            (Decision{true, "gradient_changing_increase_rank", 11}));
   s.setRank(11);
   // capped at maxRank
-  for (int i = 0; i < 2; ++i) s.observe(spectrum(20, 20) * 10);
-  EXPECT_EQ(s.observe(spectrum(20, 20) * 10),
+  for (int i = 0; i < 2; ++i) s.observe(plantedSpectrum(20, 20) * 10);
+  EXPECT_EQ(s.observe(plantedSpectrum(20, 20) * 10),
             (Decision{true, "gradient_changing_increase_rank", 16}));
-  Eigen::VectorXd bad = spectrum(2, 4);
+  Eigen::VectorXd bad = plantedSpectrum(2, 4);
   bad(1) = NAN;
   EXPECT_CONTAINS(errorOf([&] { s.observe(bad); }), "expected");
 }

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "file_bytes.hpp"
+#include "little_endian.hpp"
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
@@ -25,7 +26,9 @@
 namespace lora {
 
 namespace fs = std::filesystem;
+using detail::appendLittle;
 using detail::fail;
+using detail::loadLittle;
 
 namespace {
 
@@ -33,22 +36,6 @@ constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian 
 constexpr std::uint64_t kDefaultAlignment = 32;
 constexpr std::size_t kMaxName = 63;  // ggml's GGML_MAX_NAME is 64 with the terminating zero
 constexpr std::size_t kMaxDims = 4;   // GGML_MAX_DIMS
-
-template <typename U>
-U loadLittle(const std::byte* p) noexcept {
-  U u;
-  std::memcpy(&u, p, sizeof(U));
-  static_assert(std::endian::native == std::endian::little);
-  return u;
-}
-
-template <typename U>
-void putLittle(std::vector<std::byte>& out, U u) {
-  const std::size_t at = out.size();
-  out.resize(at +
-             sizeof(U));  // resize + memcpy: GCC 12 warns falsely on insert into an empty vector
-  std::memcpy(out.data() + at, &u, sizeof(U));
-}
 
 bool isScalarType(GgufType t) {
   return static_cast<std::uint32_t>(t) <= static_cast<std::uint32_t>(GgufType::Float64) &&
@@ -156,7 +143,7 @@ GgufValue readScalar(Cursor& c, GgufType t, std::string_view what) {
 void writeValue(std::vector<std::byte>& out, const GgufValue& v);
 
 void writeString(std::vector<std::byte>& out, const std::string& s) {
-  putLittle<std::uint64_t>(out, s.size());
+  appendLittle<std::uint64_t>(out, s.size());
   const std::size_t at = out.size();
   out.resize(at + s.size());
   if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
@@ -167,45 +154,45 @@ void writeScalar(std::vector<std::byte>& out, const GgufValue& v) {
   switch (v.type()) {
     case GgufType::UInt8:
     case GgufType::Int8:
-      putLittle<std::uint8_t>(
+      appendLittle<std::uint8_t>(
           out, static_cast<std::uint8_t>(isUnsignedType(v.type()) ? v.asUnsigned(w, "")
                                                                   : v.asSigned(w, "")));
       break;
     case GgufType::UInt16:
     case GgufType::Int16:
-      putLittle<std::uint16_t>(
+      appendLittle<std::uint16_t>(
           out, static_cast<std::uint16_t>(isUnsignedType(v.type()) ? v.asUnsigned(w, "")
                                                                    : v.asSigned(w, "")));
       break;
     case GgufType::UInt32:
     case GgufType::Int32:
-      putLittle<std::uint32_t>(
+      appendLittle<std::uint32_t>(
           out, static_cast<std::uint32_t>(isUnsignedType(v.type()) ? v.asUnsigned(w, "")
                                                                    : v.asSigned(w, "")));
       break;
     case GgufType::UInt64:
-      putLittle<std::uint64_t>(out, v.asUnsigned(w, ""));
+      appendLittle<std::uint64_t>(out, v.asUnsigned(w, ""));
       break;
     case GgufType::Int64:
-      putLittle<std::uint64_t>(out, static_cast<std::uint64_t>(v.asSigned(w, "")));
+      appendLittle<std::uint64_t>(out, static_cast<std::uint64_t>(v.asSigned(w, "")));
       break;
     case GgufType::Float32:
-      putLittle<std::uint32_t>(out,
-                               std::bit_cast<std::uint32_t>(static_cast<float>(v.asFloat(w, ""))));
+      appendLittle<std::uint32_t>(
+          out, std::bit_cast<std::uint32_t>(static_cast<float>(v.asFloat(w, ""))));
       break;
     case GgufType::Float64:
-      putLittle<std::uint64_t>(out, std::bit_cast<std::uint64_t>(v.asFloat(w, "")));
+      appendLittle<std::uint64_t>(out, std::bit_cast<std::uint64_t>(v.asFloat(w, "")));
       break;
     case GgufType::Bool:
-      putLittle<std::uint8_t>(out, v.asBool(w, "") ? 1 : 0);
+      appendLittle<std::uint8_t>(out, v.asBool(w, "") ? 1 : 0);
       break;
     case GgufType::String:
       writeString(out, v.asString(w, ""));
       break;
     case GgufType::Array: {
       const auto& items = v.asArray(w, "");
-      putLittle<std::uint32_t>(out, static_cast<std::uint32_t>(v.elementType()));
-      putLittle<std::uint64_t>(out, items.size());
+      appendLittle<std::uint32_t>(out, static_cast<std::uint32_t>(v.elementType()));
+      appendLittle<std::uint64_t>(out, items.size());
       for (const GgufValue& item : items) writeValue(out, item);
       break;
     }
@@ -216,7 +203,7 @@ void writeValue(std::vector<std::byte>& out, const GgufValue& v) {
   writeScalar(out, v);
 }
 
-std::string shown(std::string_view s) {
+std::string shownName(std::string_view s) {
   std::string out = "'";
   for (const char c : s.substr(0, 80)) {
     const auto u = static_cast<unsigned char>(c);
@@ -331,7 +318,7 @@ GgmlType parseGgmlTypeName(std::string_view name, std::string_view where) {
   if (lower == "f16") return GgmlType::F16;
   if (lower == "bf16") return GgmlType::BF16;
   if (lower == "q8_0") return GgmlType::Q8_0;
-  fail(where, "expected a GGUF tensor type f32, f16, bf16 or q8_0, got {}", shown(name));
+  fail(where, "expected a GGUF tensor type f32, f16, bf16 or q8_0, got {}", shownName(name));
 }
 
 std::string_view ggufTypeName(GgufType type) noexcept {
@@ -464,7 +451,7 @@ std::string GgufValue::brief() const {
       [this](const auto& v) -> std::string {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, std::string>) {
-          return shown(v);
+          return shownName(v);
         } else if constexpr (std::is_same_v<T, std::vector<GgufValue>>) {
           return fmt::format("[{} x {}]", v.size(), ggufTypeName(m_element));
         } else if constexpr (std::is_same_v<T, double>) {
@@ -670,9 +657,9 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
     std::string key = c.string("a key");
     if (key.empty()) fail(where, "expected a non-empty key (pair {}) in '{}', got ''", i, source);
     if (r.m_kvIndex.count(key) != 0)
-      fail(where, "expected unique keys in '{}', got {} twice", source, shown(key));
+      fail(where, "expected unique keys in '{}', got {} twice", source, shownName(key));
     const auto type = static_cast<GgufType>(c.read<std::uint32_t>("a value type"));
-    const std::string what = fmt::format("the value of {}", shown(key));
+    const std::string what = fmt::format("the value of {}", shownName(key));
     GgufValue value = GgufValue::boolean(false);
     if (isScalarType(type) || type == GgufType::String) {
       value = readScalar(c, type, what);
@@ -680,21 +667,21 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
       const auto element = static_cast<GgufType>(c.read<std::uint32_t>("an array type"));
       if (element == GgufType::Array)
         fail(where, "expected an array of scalars or strings for {} in '{}', got nested arrays",
-             shown(key), source);
+             shownName(key), source);
       if (!isScalarType(element) && element != GgufType::String)
-        fail(where, "expected a known array element type for {} in '{}', got {}", shown(key),
+        fail(where, "expected a known array element type for {} in '{}', got {}", shownName(key),
              source, static_cast<std::uint32_t>(element));
       const auto n = c.read<std::uint64_t>("an array length");
       const std::uint64_t least = element == GgufType::String ? 8 : scalarSize(element);
       if (n > c.left() / least)
-        fail(where, "expected an array length for {} that fits in '{}', got {}", shown(key), source,
-             n);
+        fail(where, "expected an array length for {} that fits in '{}', got {}", shownName(key),
+             source, n);
       std::vector<GgufValue> items;
       items.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t j = 0; j < n; ++j) items.push_back(readScalar(c, element, what));
       value = GgufValue::array(element, std::move(items));
     } else {
-      fail(where, "expected a known value type (0 to 12) for {} in '{}', got {}", shown(key),
+      fail(where, "expected a known value type (0 to 12) for {} in '{}', got {}", shownName(key),
            source, static_cast<std::uint32_t>(type));
     }
     r.m_kvIndex.emplace(key, r.m_kv.size());
@@ -721,11 +708,11 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
       fail(where, "expected a tensor name of 1 to {} bytes (tensor {}) in '{}', got {} bytes",
            kMaxName, i, source, t.name.size());
     if (r.m_tensorIndex.count(t.name) != 0)
-      fail(where, "expected unique tensor names in '{}', got {} twice", source, shown(t.name));
+      fail(where, "expected unique tensor names in '{}', got {} twice", source, shownName(t.name));
     const auto dims = c.read<std::uint32_t>("a dimension count");
     if (dims == 0 || dims > kMaxDims)
       fail(where, "expected 1 to {} dimensions for tensor {} in '{}', got {}", kMaxDims,
-           shown(t.name), source, dims);
+           shownName(t.name), source, dims);
     std::uint64_t numel = 1;
     for (std::uint32_t d = 0; d < dims; ++d) {
       const auto n = c.read<std::uint64_t>("a dimension");
@@ -734,7 +721,7 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
         fail(where,
              "expected positive dimensions whose product fits in 63 bits for tensor {} in '{}', "
              "got {} in dimension {}",
-             shown(t.name), source, n, d);
+             shownName(t.name), source, n, d);
       numel *= n;
       t.ne.push_back(n);
     }
@@ -742,22 +729,22 @@ GgufReader GgufReader::parse(std::shared_ptr<const Storage> storage, std::string
     t.type = static_cast<GgmlType>(rawType);
     const auto [block, blockBytes] = ggmlBlock(t.type);
     if (block == 0)
-      fail(where, "expected a known ggml type for tensor {} in '{}', got type {}", shown(t.name),
-           source, rawType);
+      fail(where, "expected a known ggml type for tensor {} in '{}', got type {}",
+           shownName(t.name), source, rawType);
     if (t.ne[0] % block != 0)
       fail(where,
            "expected a row length that is a multiple of {} ({}'s block) for tensor {} in '{}', "
            "got {}",
-           block, ggmlTypeName(t.type), shown(t.name), source, t.ne[0]);
+           block, ggmlTypeName(t.type), shownName(t.name), source, t.ne[0]);
     t.bytes = numel / block * blockBytes;  // numel < 2^63 and blockBytes / block <= 8: no overflow
     t.offset = c.read<std::uint64_t>("a tensor offset");
     if (t.offset != expectedOffset)
       fail(where,
            "expected tensor {} at offset {} of the data in '{}' (packed in table order, aligned "
            "to {}), got offset {}",
-           shown(t.name), expectedOffset, source, r.m_alignment, t.offset);
+           shownName(t.name), expectedOffset, source, r.m_alignment, t.offset);
     if (t.bytes > total)
-      fail(where, "expected tensor {} to fit in '{}' ({} bytes), got {} bytes", shown(t.name),
+      fail(where, "expected tensor {} to fit in '{}' ({} bytes), got {} bytes", shownName(t.name),
            source, total, t.bytes);
     expectedOffset = padTo(t.offset + t.bytes, r.m_alignment);
     r.m_tensorIndex.emplace(t.name, r.m_tensors.size());
@@ -784,7 +771,8 @@ const GgufValue* GgufReader::find(std::string_view key) const {
 
 const GgufValue& GgufReader::value(std::string_view key) const {
   if (const GgufValue* v = find(key)) return *v;
-  fail("GgufReader::value", "expected the key {} in '{}', got no such key", shown(key), m_source);
+  fail("GgufReader::value", "expected the key {} in '{}', got no such key", shownName(key),
+       m_source);
 }
 
 const GgufTensorInfo* GgufReader::findTensor(std::string_view name) const {
@@ -794,7 +782,7 @@ const GgufTensorInfo* GgufReader::findTensor(std::string_view name) const {
 
 const GgufTensorInfo& GgufReader::tensor(std::string_view name) const {
   if (const GgufTensorInfo* t = findTensor(name)) return *t;
-  fail("GgufReader::tensor", "expected the tensor {} in '{}', got no such tensor", shown(name),
+  fail("GgufReader::tensor", "expected the tensor {} in '{}', got no such tensor", shownName(name),
        m_source);
 }
 
@@ -814,12 +802,12 @@ Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> GgufReader
     const GgufTensorInfo& t) const {
   if (t.ne.size() > 2)
     fail("GgufReader::matrix", "expected a 1- or 2-D tensor for {} in '{}', got {} dimensions",
-         shown(t.name), m_source, t.ne.size());
+         shownName(t.name), m_source, t.ne.size());
   if (t.type != GgmlType::F32 && t.type != GgmlType::F16 && t.type != GgmlType::BF16 &&
       t.type != GgmlType::Q8_0)
     fail("GgufReader::matrix",
-         "expected a tensor of type F32, F16, BF16 or Q8_0 for {} in '{}', got {}", shown(t.name),
-         m_source, ggmlTypeName(t.type));
+         "expected a tensor of type F32, F16, BF16 or Q8_0 for {} in '{}', got {}",
+         shownName(t.name), m_source, ggmlTypeName(t.type));
   const auto cols = static_cast<Eigen::Index>(t.ne[0]);
   const auto rows = static_cast<Eigen::Index>(t.ne.size() == 2 ? t.ne[1] : 1);
   Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(rows, cols);
@@ -854,7 +842,7 @@ GgufWriter& GgufWriter::set(std::string key, GgufValue value) {
   if (key == "general.alignment")
     fail(kWhere, "expected a key other than general.alignment (the constructor sets it), got it");
   for (const auto& kv : m_kv) {
-    if (kv.first == key) fail(kWhere, "expected a new key, got the duplicate {}", shown(key));
+    if (kv.first == key) fail(kWhere, "expected a new key, got the duplicate {}", shownName(key));
   }
   m_kv.emplace_back(std::move(key), std::move(value));
   return *this;
@@ -862,10 +850,10 @@ GgufWriter& GgufWriter::set(std::string key, GgufValue value) {
 
 void GgufWriter::checkName(const std::string& name, std::string_view where) const {
   if (name.empty() || name.size() > kMaxName)
-    fail(where, "expected a tensor name of 1 to {} bytes, got {} ({} bytes)", kMaxName, shown(name),
-         name.size());
+    fail(where, "expected a tensor name of 1 to {} bytes, got {} ({} bytes)", kMaxName,
+         shownName(name), name.size());
   if (m_tensorIndex.count(name) != 0)
-    fail(where, "expected a new tensor name, got the duplicate {}", shown(name));
+    fail(where, "expected a new tensor name, got the duplicate {}", shownName(name));
 }
 
 GgufWriter& GgufWriter::addTensor(std::string name, const Eigen::Ref<const Eigen::MatrixXf>& m,
@@ -873,16 +861,18 @@ GgufWriter& GgufWriter::addTensor(std::string name, const Eigen::Ref<const Eigen
   constexpr std::string_view kWhere = "GgufWriter::addTensor";
   checkName(name, kWhere);
   if (m.size() == 0)
-    fail(kWhere, "expected a non-empty matrix for {}, got {}x{}", shown(name), m.rows(), m.cols());
+    fail(kWhere, "expected a non-empty matrix for {}, got {}x{}", shownName(name), m.rows(),
+         m.cols());
   if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 &&
       type != GgmlType::Q8_0)
-    fail(kWhere, "expected a tensor type F32, F16, BF16 or Q8_0 for {}, got {}", shown(name),
+    fail(kWhere, "expected a tensor type F32, F16, BF16 or Q8_0 for {}, got {}", shownName(name),
          ggmlTypeName(type));
   const auto [block, blockBytes] = ggmlBlock(type);
   if (m.cols() % block != 0)
     fail(kWhere, "expected a row length that is a multiple of {} for {} as {}, got {}", block,
-         shown(name), ggmlTypeName(type), m.cols());
-  if (!m.allFinite()) fail(kWhere, "expected finite values for {}, got NaN or Inf", shown(name));
+         shownName(name), ggmlTypeName(type), m.cols());
+  if (!m.allFinite())
+    fail(kWhere, "expected finite values for {}, got NaN or Inf", shownName(name));
   Tensor t{std::move(name),
            type,
            {static_cast<std::uint64_t>(m.cols()), static_cast<std::uint64_t>(m.rows())},
@@ -898,20 +888,20 @@ GgufWriter& GgufWriter::addRaw(std::string name, GgmlType type, std::vector<std:
   checkName(name, kWhere);
   const auto [block, blockBytes] = ggmlBlock(type);
   if (block == 0)
-    fail(kWhere, "expected a known ggml type for {}, got type {}", shown(name),
+    fail(kWhere, "expected a known ggml type for {}, got type {}", shownName(name),
          static_cast<std::uint32_t>(type));
   if (ne.empty() || ne.size() > kMaxDims || ne[0] % block != 0)
     fail(kWhere, "expected 1 to {} dimensions and a row length that is a multiple of {} for {}",
-         kMaxDims, block, shown(name));
+         kMaxDims, block, shownName(name));
   std::uint64_t numel = 1;
   for (const std::uint64_t d : ne) {
     if (d == 0 || numel > std::numeric_limits<std::uint64_t>::max() / 8 / d)
-      fail(kWhere, "expected positive dimensions that fit for {}", shown(name));
+      fail(kWhere, "expected positive dimensions that fit for {}", shownName(name));
     numel *= d;
   }
   if (numel / block * blockBytes != bytes.size())
-    fail(kWhere, "expected {} bytes for {} ({}), got {}", numel / block * blockBytes, shown(name),
-         ggmlTypeName(type), bytes.size());
+    fail(kWhere, "expected {} bytes for {} ({}), got {}", numel / block * blockBytes,
+         shownName(name), ggmlTypeName(type), bytes.size());
   m_tensorIndex.emplace(name, m_tensors.size());
   m_tensors.push_back(Tensor{std::move(name), type, std::move(ne), std::move(bytes)});
   return *this;
@@ -919,22 +909,22 @@ GgufWriter& GgufWriter::addRaw(std::string name, GgmlType type, std::vector<std:
 
 std::vector<std::byte> GgufWriter::header() const {
   std::vector<std::byte> out;
-  putLittle<std::uint32_t>(out, kMagic);
-  putLittle<std::uint32_t>(out, 3);
-  putLittle<std::uint64_t>(out, m_tensors.size());
-  putLittle<std::uint64_t>(out, m_kv.size());
+  appendLittle<std::uint32_t>(out, kMagic);
+  appendLittle<std::uint32_t>(out, 3);
+  appendLittle<std::uint64_t>(out, m_tensors.size());
+  appendLittle<std::uint64_t>(out, m_kv.size());
   for (const auto& [key, value] : m_kv) {
     writeString(out, key);
-    putLittle<std::uint32_t>(out, static_cast<std::uint32_t>(value.type()));
+    appendLittle<std::uint32_t>(out, static_cast<std::uint32_t>(value.type()));
     writeValue(out, value);
   }
   std::uint64_t offset = 0;
   for (const Tensor& t : m_tensors) {
     writeString(out, t.name);
-    putLittle<std::uint32_t>(out, static_cast<std::uint32_t>(t.ne.size()));
-    for (const std::uint64_t d : t.ne) putLittle<std::uint64_t>(out, d);
-    putLittle<std::uint32_t>(out, static_cast<std::uint32_t>(t.type));
-    putLittle<std::uint64_t>(out, offset);
+    appendLittle<std::uint32_t>(out, static_cast<std::uint32_t>(t.ne.size()));
+    for (const std::uint64_t d : t.ne) appendLittle<std::uint64_t>(out, d);
+    appendLittle<std::uint32_t>(out, static_cast<std::uint32_t>(t.type));
+    appendLittle<std::uint64_t>(out, offset);
     offset = padTo(offset + t.data.size(), m_alignment);
   }
   out.resize(padTo(out.size(), m_alignment), std::byte{0});

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "file_bytes.hpp"
+#include "little_endian.hpp"
 #include "lora/detail/atomic_file.hpp"
 #include "lora/detail/half.hpp"
 #include "lora/error.hpp"
@@ -36,6 +37,8 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 using detail::fail;
+using detail::loadLittle;
+using detail::storeLittle;
 
 struct DTypeRow {
   DType dtype;
@@ -76,30 +79,6 @@ std::string knownDTypes() {
     out += row.name;
   }
   return out;
-}
-
-template <typename U>
-constexpr U byteSwap(U u) noexcept {
-  U r = 0;
-  for (std::size_t i = 0; i < sizeof(U); ++i) {
-    r = static_cast<U>((r << 8) | ((u >> (8 * i)) & 0xffu));
-  }
-  return r;
-}
-
-// Unaligned little-endian load/store through memcpy.
-template <typename U>
-U loadLittle(const std::byte* p) noexcept {
-  U u;
-  std::memcpy(&u, p, sizeof(U));
-  if constexpr (std::endian::native == std::endian::big) u = byteSwap(u);
-  return u;
-}
-
-template <typename U>
-void storeLittle(std::byte* p, U u) noexcept {
-  if constexpr (std::endian::native == std::endian::big) u = byteSwap(u);
-  std::memcpy(p, &u, sizeof(U));
 }
 
 // a * b, or false on overflow.

@@ -8,14 +8,14 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
 #include <gtest/gtest.h>
+#include <Eigen/Core>
 
-#include "lora/linalg/dense_svd.hpp"
 #include "lora/io/adapter_config.hpp"
 #include "lora/io/peft_file.hpp"
 #include "lora/io/peft_writer.hpp"
 #include "lora/io/safetensors.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "support/cli.hpp"
 #include "support/fixtures.hpp"
 
@@ -27,19 +27,15 @@ using lora::DType;
 using lora::PeftAdapterFile;
 using lora::SafeTensorsReader;
 
-inline std::string q(const fs::path& p) { return shellQuote(p.string()); }
-
-inline std::vector<fs::path> variantDirs() {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(lora::test::fixtureDir(), ec)) {
-    if (e.is_directory() && fs::exists(e.path() / "adapter_config.json")) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+inline std::string q(const fs::path& p) {
+  return shellQuote(p.string());
 }
 
-inline fs::path baseModel() { return lora::test::fixtureDir() / "base_model.safetensors"; }
+using lora::test::variantDirs;
+
+inline fs::path baseModel() {
+  return lora::test::fixtureDir() / "base_model.safetensors";
+}
 
 inline bool mutatesBase(const AdapterConfig& c) {
   return c.initLoraWeights.starts_with("pissa") || c.initLoraWeights == "olora";

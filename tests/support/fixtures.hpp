@@ -1,9 +1,12 @@
 #pragma once
 // Test support: where the PEFT reference fixtures live.
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace lora::test {
 
@@ -14,6 +17,18 @@ inline std::filesystem::path fixtureDir() {
     return std::filesystem::path(env);
   }
   return std::filesystem::path(LORA_SOURCE_DIR) / ".." / "shared" / "peft-fixtures" / "set_a";
+}
+
+/// The fixture set's variants: its folders that hold an adapter_config.json, sorted.
+inline std::vector<std::filesystem::path> variantDirs() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fixtureDir(), ec)) {
+    if (e.is_directory() && fs::exists(e.path() / "adapter_config.json")) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace lora::test

@@ -13,8 +13,8 @@
 
 #include <Eigen/Core>
 
-#include "lora/linalg/detail/orthogonal.hpp"
 #include "lora/init/init.hpp"
+#include "lora/linalg/detail/orthogonal.hpp"
 
 namespace lora::test {
 

@@ -1,6 +1,7 @@
 #pragma once
 // Test support: seeded random matrices and tolerances per Scalar.
 
+#include <algorithm>
 #include <cstdint>
 
 #include <Eigen/Core>
@@ -35,6 +36,11 @@ inline Mat<double> orthonormal(Eigen::Index rows, Eigen::Index cols, std::uint64
 template <typename Scalar>
 constexpr double tolerance() {
   return sizeof(Scalar) == sizeof(float) ? 1e-5 : 1e-12;
+}
+
+/// ‖got − want‖ / ‖want‖ (Frobenius), with ‖want‖ = 0 read as the smallest positive double.
+inline double relErr(const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) {
+  return (got - want).norm() / std::max(want.norm(), 1e-300);
 }
 
 }  // namespace lora::test
