@@ -18,9 +18,7 @@ using lora::test::gaussian;
 using MatD = Eigen::MatrixXd;
 using VecD = Eigen::VectorXd;
 
-double relErr(const MatD& got, const MatD& want) {
-  return (got - want).norm() / std::max(want.norm(), 1e-300);
-}
+using lora::test::relErr;
 
 VecD rowNorms(const MatD& V) {
   return V.rowwise().norm();

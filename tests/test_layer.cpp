@@ -6,9 +6,9 @@
 
 #include <gtest/gtest.h>
 
-#include "lora/linalg/dense_svd.hpp"
 #include "lora/init/init.hpp"
 #include "lora/layer.hpp"
+#include "lora/linalg/dense_svd.hpp"
 #include "support/matrices.hpp"
 
 namespace {
@@ -20,10 +20,7 @@ using lora::test::Vec;
 template <typename S>
 using RowMat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-template <typename S>
-double relErr(const Mat<S>& got, const Mat<S>& want) {
-  return double((got - want).norm()) / std::max(double(want.norm()), 1e-300);
-}
+using lora::test::relErr;
 
 // A layer with non-zero B so that the delta matters.
 template <typename S>
@@ -263,8 +260,8 @@ TYPED_TEST(LayerTest, ShrinkIsTheTruncatedSvdOfTheDelta) {
       const Mat<S> delta = layer.deltaWeight();
       const auto ref = lora::linalg::denseSVD(delta, Eigen::ComputeThinU | Eigen::ComputeThinV);
       const int k = 3;
-      const Mat<S> best = ref.U.leftCols(k) * ref.S.head(k).asDiagonal() *
-                          ref.V.leftCols(k).transpose();
+      const Mat<S> best =
+          ref.U.leftCols(k) * ref.S.head(k).asDiagonal() * ref.V.leftCols(k).transpose();
       const Mat<S> oldA = layer.A(), oldB = layer.B();
       auto report = layer.resize(k, {.split = split, .alpha = policy});
       EXPECT_TRUE(report.shrank());
@@ -343,7 +340,8 @@ TYPED_TEST(LayerTest, KeepDirectionsKeepsTheChosenTriplets) {
   using S = TypeParam;
   auto layer = trainedLayer<S>(26, 18, 6, 12.0, lora::ScalingMode::Standard, 77);
   const Mat<S> oldA = layer.A(), oldB = layer.B();
-  const auto ref = lora::linalg::denseSVD(layer.deltaWeight(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const auto ref =
+      lora::linalg::denseSVD(layer.deltaWeight(), Eigen::ComputeThinU | Eigen::ComputeThinV);
   const auto& sv = ref.S;
   // Keep the 1st and 4th largest (not a prefix): Σ over {0, 3} of σ_i u_i v_i^T.
   const Mat<S> want = sv(0) * ref.U.col(0) * ref.V.col(0).transpose() +

@@ -31,10 +31,7 @@ lora::Layer<S> trained(Eigen::Index out, Eigen::Index in, Eigen::Index r, std::u
                                      gaussian<S>(out, r, seed + 1, 0.3), 2.0 * double(r));
 }
 
-template <typename S>
-double relErr(const Mat<S>& got, const Mat<S>& want) {
-  return double((got - want).norm()) / std::max(double(want.norm()), 1e-300);
-}
+using lora::test::relErr;
 
 // Pages that the process may read and not write: a write is SIGSEGV, not a wrong number.
 class ReadOnlyPages {
@@ -290,7 +287,8 @@ TEST(LayerMisuseDora, MergeNeverWritesInfinities) {
       EXPECT_TRUE(W.allFinite());
       layer.unmerge();
     } catch (const lora::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("overflow"), std::string::npos) << e.what();  // either check
+      EXPECT_NE(std::string(e.what()).find("overflow"), std::string::npos)
+          << e.what();  // either check
       EXPECT_EQ(W, W0);
       EXPECT_FALSE(layer.isMerged());
     }

@@ -38,11 +38,11 @@ constexpr double tol() {
 
 // A snapshot of everything a failed call must leave as it was.
 template <typename S>
-struct Snapshot {
+struct PropertySnapshot {
   Mat<S> A, B, gA, gB, W;
   double alpha;
   bool merged;
-  explicit Snapshot(const lora::Layer<S>& l, const Mat<S>& w)
+  explicit PropertySnapshot(const lora::Layer<S>& l, const Mat<S>& w)
       : A(l.A()),
         B(l.B()),
         gA(l.gradA()),
@@ -107,7 +107,7 @@ void runCase(int c, std::uint64_t seed, int& checks) {
             tol<S>() * (Wd.norm() + delta.norm()));
   EXPECT_LE((layer.forward(X).template cast<double>() - want).norm(), tol<S>() * scale);
   {  // a resize while merged is refused, nothing changes
-    const Snapshot<S> before(layer, W);
+    const PropertySnapshot<S> before(layer, W);
     EXPECT_THROW(layer.resize(std::max<Index>(1, r - 1), options), lora::Error);
     EXPECT_TRUE(before.same(layer, W));
   }
@@ -126,7 +126,7 @@ void runCase(int c, std::uint64_t seed, int& checks) {
   // Bad calls: errors, nothing changed.
   layer.backward(X, gaussian<S>(n, out, seed + 6));
   {
-    const Snapshot<S> before(layer, W);
+    const PropertySnapshot<S> before(layer, W);
     EXPECT_THROW(layer.resize(0, options), lora::Error);
     EXPECT_THROW(layer.keepDirections({p}, options), lora::Error);
     EXPECT_THROW(layer.keepDirections({}, options), lora::Error);

@@ -42,5 +42,10 @@ constexpr double tolerance() {
 inline double relErr(const Eigen::MatrixXd& got, const Eigen::MatrixXd& want) {
   return (got - want).norm() / std::max(want.norm(), 1e-300);
 }
+/// \copydoc relErr(const Eigen::MatrixXd&, const Eigen::MatrixXd&)
+template <typename Scalar>
+double relErr(const Mat<Scalar>& got, const Mat<Scalar>& want) {
+  return double((got - want).norm()) / std::max(double(want.norm()), 1e-300);
+}
 
 }  // namespace lora::test
