@@ -12,7 +12,9 @@ set(heavy "lora::Layer<(float|double)>::(Layer\\(long|resize|keepDirections|merg
           "Eigen::internal::(gebp_kernel<|gemm_pack_lhs<|general_matrix_vector_product<long, |triangular_solve_matrix<|product_triangular_matrix_matrix<|triangular_matrix_vector_product<long, [0-9]+, )(float|double)"
           "Eigen::internal::gemm_pack_rhs<(float|double), long, Eigen::internal::const_blas_data_mapper<(float|double), long, [01]>"
           # (the GEMM driver's name also appears inside parallelize_gemm's, which stays inline)
-          "Eigen::internal::general_matrix_matrix_product<long, (float|double), [01], false, (float|double), [01], false, 0, 1>::run")
+          "Eigen::internal::general_matrix_matrix_product<long, (float|double), [01], false, (float|double), [01], false, 0, 1>::run"
+          # LoRA++'s product driver (lora/detail/gemm.hpp)
+          "lora::detail::gemmStrided<(float|double)>")
 list(JOIN heavy "|" pattern)
 set(referenced "")
 foreach(object IN LISTS OBJECTS)

@@ -16,6 +16,7 @@
 #include "lora/base_weight.hpp"
 #include "lora/detail/aliasing.hpp"
 #include "lora/detail/base_binding.hpp"
+#include "lora/detail/gemm.hpp"
 #include "lora/error.hpp"
 #include "lora/init/initializer.hpp"
 #include "lora/init/peft_default.hpp"
@@ -452,9 +453,9 @@ class Layer {
   template <typename DerivedW>
   Vector rowNormsOfSum(const DerivedW& W) const {
     const Scalar s = scalingScalar();
-    const Matrix P = m_A * W.transpose();    // r x out
-    const Matrix G = m_A * m_A.transpose();  // r x r
-    const Matrix BG = m_B * G;               // out x r
+    const Matrix P = detail::product(m_A, W.transpose());    // r x out
+    const Matrix G = detail::product(m_A, m_A.transpose());  // r x r
+    const Matrix BG = detail::product(m_B, G);               // out x r
     Vector sq = W.rowwise().squaredNorm();
     sq.array() += Scalar(2) * s * (m_B.array() * P.transpose().array()).rowwise().sum();
     sq.array() += s * s * (BG.array() * m_B.array()).rowwise().sum();
@@ -596,18 +597,18 @@ void Layer<Scalar_>::merge() {
     if (isDora()) {
       // The rows of W + sBA scaled by c: checked whole before W is touched.
       Matrix merged = W;
-      merged.noalias() += sB * m_A;
+      detail::gemmAdd(merged, sB, m_A);
       merged.array().colwise() *= c.array();
       if (!merged.allFinite())
         detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
       W = merged;
     } else {
       if (!updateCannotOverflow(W, sB)) {
-        const Matrix delta = sB * m_A;
+        const Matrix delta = detail::product(sB, m_A);
         if (!(W + delta).allFinite())
           detail::fail(where, "expected a merged weight with finite entries, got overflow to Inf");
       }
-      W.noalias() += sB * m_A;
+      detail::gemmAdd(W, sB, m_A);
     }
     m_bind.mergeScale = std::move(c);
   });
@@ -621,7 +622,7 @@ void Layer<Scalar_>::unmerge() {
   requireWritableBase(where);
   m_bind.weight.visitMutable([&](auto& W) {
     if (isDora()) W.array().colwise() /= m_bind.mergeScale.array();
-    W.noalias() -= (scalingScalar() * m_B) * m_A;
+    detail::gemmAdd(W, m_B, m_A, -scalingScalar());
   });
   m_bind.mergeScale.resize(0);
   m_bind.merged = false;
@@ -629,7 +630,7 @@ void Layer<Scalar_>::unmerge() {
 
 template <typename Scalar_>
 typename Layer<Scalar_>::Matrix Layer<Scalar_>::deltaWeight() const {
-  return (scalingScalar() * m_B) * m_A;
+  return detail::product(m_B, m_A, scalingScalar());
 }
 
 template <typename Scalar_>
@@ -912,13 +913,13 @@ void Layer<Scalar_>::refuseOutputOver(const char* where, const detail::ByteRange
 // Y = X W^T + s (X A^T) B^T (+ DoRA's column scale) + b; merged: Y = X W^T + b.
 template <typename Scalar_>
 void Layer<Scalar_>::forwardRef(const ConstRef& X, OutRef Y) const {
-  m_bind.weight.visit([&](const auto& W) { Y.noalias() = X * W.transpose(); });
+  m_bind.weight.visit([&](const auto& W) { detail::gemm(Y, X, W.transpose()); });
   if (!m_bind.merged) {
     // The product is evaluated first and scaled in place (see factorGradients).
     Matrix T;
-    T.noalias() = X * m_A.transpose();
+    detail::gemm(T, X, m_A.transpose());
     T *= scalingScalar();
-    Y.noalias() += T * m_B.transpose();
+    detail::gemmAdd(Y, T, m_B.transpose());
     if (isDora()) Y.array().rowwise() *= doraScale().transpose().array();
   }
   if (!m_bind.bias.empty()) Y.rowwise() += m_bind.bias.map().transpose();
@@ -927,9 +928,9 @@ void Layer<Scalar_>::forwardRef(const ConstRef& X, OutRef Y) const {
 template <typename Scalar_>
 typename Layer<Scalar_>::Matrix Layer<Scalar_>::adapterForwardRef(const ConstRef& X) const {
   Matrix T;
-  T.noalias() = X * m_A.transpose();
+  detail::gemm(T, X, m_A.transpose());
   T *= scalingScalar();
-  return T * m_B.transpose();
+  return detail::product(T, m_B.transpose());
 }
 
 template <typename Scalar_>
@@ -947,13 +948,13 @@ void Layer<Scalar_>::backwardInputRef(const ConstRef& X, const ConstRef& dY, Out
   gradients("Layer::backward", X, dY, mode, G, &Gc);
   m_bind.weight.visit([&](const auto& W) {
     if (isDora())
-      dX.noalias() = Gc * W;
+      detail::gemm(dX, Gc, W);
     else
-      dX.noalias() = dY * W;
+      detail::gemm(dX, dY, W);
   });
   if (!m_bind.merged) {
     G *= scalingScalar();
-    dX.noalias() += G * m_A;
+    detail::gemmAdd(dX, G, m_A);
   }
 }
 
@@ -970,14 +971,14 @@ template <typename Scalar_>
 void Layer<Scalar_>::factorGradients(const char* where, const ConstRef& X, const ConstRef& dY,
                                      GradMode mode, Matrix& G, Vector* gm) {
   const Scalar s = scalingScalar();
-  const Matrix T = X * m_A.transpose();  // N x r
-  G.noalias() = dY * m_B;                // N x r
+  const Matrix T = detail::product(X, m_A.transpose());  // N x r
+  detail::gemm(G, dY, m_B);                              // N x r
   // Products are evaluated first and scaled in place.
   Matrix gB;
-  gB.noalias() = dY.transpose() * T;
+  detail::gemm(gB, dY.transpose(), T);
   gB *= s;
   Matrix gA;
-  gA.noalias() = G.transpose() * X;
+  detail::gemm(gA, G.transpose(), X);
   gA *= s;
   if (mode == GradMode::Accumulate) {
     gA += m_gradA;
@@ -1002,11 +1003,11 @@ void Layer<Scalar_>::doraGradients(const char* where, const ConstRef& X, const C
                  "expected a finite DoRA scale m / ||W + sBA|| in every row, got NaN or Inf (a "
                  "zero row, or a magnitude that overflows against the row's norm)");
   Matrix Z;  // z = x W^T + s (x A^T) B^T, N x out
-  m_bind.weight.visit([&](const auto& W) { Z.noalias() = X * W.transpose(); });
+  m_bind.weight.visit([&](const auto& W) { detail::gemm(Z, X, W.transpose()); });
   Matrix T;
-  T.noalias() = X * m_A.transpose();
+  detail::gemm(T, X, m_A.transpose());
   T *= scalingScalar();
-  Z.noalias() += T * m_B.transpose();
+  detail::gemmAdd(Z, T, m_B.transpose());
   Vector gm = dY.cwiseProduct(Z).colwise().sum().transpose();
   gm = gm.cwiseQuotient(n);
   Matrix Gc = dY * c.asDiagonal();

@@ -9,6 +9,7 @@
 
 #include <Eigen/Cholesky>
 #include "lora/detail/eigen.hpp"
+#include "lora/detail/gemm.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/detail/svd_kernels.hpp"
@@ -271,7 +272,7 @@ FactoredSVD<Scalar_>& FactoredSVD<Scalar_>::computeFromFactors(const ConstRef& B
       lora::numThreads() >= 2 && lora::numThreads() < 4 && (out + in) * r * r >= (Index{1} << 20);
   detail::runPair(pair, qrB, qrA);
 
-  const Matrix core = rB * rA.transpose();  // pB x pA
+  const Matrix core = detail::product(rB, rA.transpose());  // pB x pA
   const auto coreSvd = denseSVD(core, vectors ? (Eigen::ComputeThinU | Eigen::ComputeThinV) : 0u);
 
   // Multiply the scales one at a time, smallest magnitude first, so that an intermediate
@@ -346,16 +347,16 @@ bool FactoredSVD<Scalar_>::choleskyQR(const Factor& X, Basis& basis, Matrix& R,
     return R.allFinite();
   }
   if (X.transposed)
-    basis.Q1.noalias() = X.M.transpose() * inverse;
+    detail::gemm(basis.Q1, X.M.transpose(), inverse);
   else
-    basis.Q1.noalias() = X.M * inverse;
+    detail::gemm(basis.Q1, X.M, inverse);
   detail::gram(basis.Q1, G);
   const Eigen::LLT<Matrix, Eigen::Upper> llt2(G);
   if (llt2.info() != Eigen::Success) return false;
   basis.right = Matrix::Identity(r, r);
   llt2.matrixU().solveInPlace(basis.right);  // R2^{-1}
   const Matrix R1 = llt1.matrixU(), R2 = llt2.matrixU();
-  R.noalias() = R2 * R1;
+  detail::gemm(R, R2, R1);
   method = QrMethod::CholeskyQR2;
   return basis.Q1.allFinite() && basis.right.allFinite() && R.allFinite();
 }
@@ -396,9 +397,9 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::applyBasis(Basis& ba
     for (Index b = 0; b < blocks; ++b) {
       const Index begin = b * kBlock, n = std::min(kBlock, rows - begin);
       if (transposed)
-        out.middleRows(begin, n).noalias() = X.middleCols(begin, n).transpose() * M;
+        detail::gemm(out.middleRows(begin, n), X.middleCols(begin, n).transpose(), M);
       else
-        out.middleRows(begin, n).noalias() = X.middleRows(begin, n) * M;
+        detail::gemm(out.middleRows(begin, n), X.middleRows(begin, n), M);
     }
     return out;
   }
@@ -412,7 +413,7 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::applyBasis(Basis& ba
   for (Index b = 0; b < blocks; ++b) {
     const Index begin = b * kBlock, n = std::min(kBlock, rows - begin);
     Matrix block(n, k);
-    block.noalias() = Q.middleRows(begin, n) * M;
+    detail::gemm(block, Q.middleRows(begin, n), M);
     Q.middleRows(begin, n).leftCols(k) = block;
   }
   if (k < Q.cols()) Q.conservativeResize(rows, k);
@@ -436,7 +437,8 @@ typename FactoredSVD<Scalar_>::Matrix FactoredSVD<Scalar_>::coordinates(const ch
                                                  RealScalar(std::max(R.rows(), R.cols()));
   const Vector inverse =
       svd.S.unaryExpr([cut](RealScalar s) { return s > cut ? RealScalar(1) / s : RealScalar(0); });
-  Matrix c = svd.V * (inverse.asDiagonal() * (svd.U.transpose() * coreVectors));
+  const Matrix scaled = inverse.asDiagonal() * detail::product(svd.U.transpose(), coreVectors);
+  Matrix c = detail::product(svd.V, scaled);
   c /= norm;
   return c;
 }

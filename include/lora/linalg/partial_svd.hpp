@@ -10,6 +10,7 @@
 
 #include <Spectra/SymEigsSolver.h>
 #include "lora/detail/eigen.hpp"
+#include "lora/detail/gemm.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/dense_svd.hpp"
@@ -279,8 +280,8 @@ class PartialSVD {
       A.timesTransposed(Tb, Zb);
       Tb *= c;
       const MatrixD Zd = Zb.template cast<double>();
-      G.block(0, d, d + w, w).noalias() =
-          Z.leftCols(d + w).template cast<double>().transpose() * Zd;
+      detail::gemm(G.block(0, d, d + w, w), Z.leftCols(d + w).template cast<double>().transpose(),
+                   Zd);
       G.block(d, 0, w, d) = G.block(0, d, d, w).transpose();
       lastBegin = d;
       lastWidth = w;
@@ -319,7 +320,8 @@ class PartialSVD {
         const Vector sk = theta.head(k).cwiseSqrt().template cast<Scalar>();
         const Scalar s1 = sk(0);
         // Estimated Gram residuals ‖c²A^T A v − θ v‖ of the Ritz vectors v = K y.
-        const Matrix E = T.leftCols(d) * Yk - K.leftCols(d) * (Yk * sk.cwiseAbs2().asDiagonal());
+        Matrix E = detail::product(T.leftCols(d), Yk);
+        detail::gemmSub(E, K.leftCols(d), Matrix(Yk * sk.cwiseAbs2().asDiagonal()));
         bool gate = true;
         for (Index i = 0; i < k && gate; ++i) {
           const Scalar g = E.col(i).norm();
@@ -327,12 +329,12 @@ class PartialSVD {
         }
         if (gate || full || budget) {
           // Ritz triplets, orthonormal U even where σ = 0, then the measured residual.
-          Matrix V = K.leftCols(d) * Yk;
-          const Matrix AV = Z.leftCols(d) * Yk;
+          Matrix V = detail::product(K.leftCols(d), Yk);
+          const Matrix AV = detail::product(Z.leftCols(d), Yk);
           Matrix Uh, Wh;
           Vector sh;
           detail::tallThinSvd<Scalar>(AV, Uh, sh, Wh);
-          Matrix Vr = V * Wh;
+          Matrix Vr = detail::product(V, Wh);
           Vector S = sh / c;
           const double residual = measure(A, Uh, S, Vr, r.products);
           if (residual <= static_cast<double>(tol) || full || budget) {
@@ -359,11 +361,11 @@ class PartialSVD {
       if (restart) {
         // Thick restart: keep the top `keep` Ritz vectors; X stays orthogonal to them.
         const Matrix Yk = Yd.leftCols(keep).template cast<Scalar>();
-        Matrix tmp = K.leftCols(d) * Yk;
+        Matrix tmp = detail::product(K.leftCols(d), Yk);
         K.leftCols(keep) = tmp;
-        tmp.noalias() = Z.leftCols(d) * Yk;
+        detail::gemm(tmp, Z.leftCols(d), Yk);
         Z.leftCols(keep) = tmp;
-        tmp.noalias() = T.leftCols(d) * Yk;
+        detail::gemm(tmp, T.leftCols(d), Yk);
         T.leftCols(keep) = tmp;
         G.topLeftCorner(keep, keep) = theta.head(keep).asDiagonal();
         d = keep;

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "lora/detail/eigen.hpp"
+#include "lora/detail/gemm.hpp"
 
 #include "lora/error.hpp"
 #include "lora/linalg/detail/svd_kernels.hpp"
@@ -74,15 +75,15 @@ linalg::RandomizedSVDResult<Scalar> randomizedSVDStored(const StridedView<Scalar
   // out = A·in and out = A^T·in
   auto timesA = [&](const Matrix& in, Matrix& out) {
     if (transposed)
-      out.noalias() = S.transpose() * in;
+      gemm(out, S.transpose(), in);
     else
-      out.noalias() = S * in;
+      gemm(out, S, in);
   };
   auto timesAt = [&](const Matrix& in, Matrix& out) {
     if (transposed)
-      out.noalias() = S * in;
+      gemm(out, S, in);
     else
-      out.noalias() = S.transpose() * in;
+      gemm(out, S.transpose(), in);
   };
 
   linalg::RandomizedSVDResult<Scalar> result;
@@ -102,7 +103,7 @@ linalg::RandomizedSVDResult<Scalar> randomizedSVDStored(const StridedView<Scalar
     }
     timesA(Q, Y);  // m x q, its SVD is that of the approximation A Q Q^T
     tallThinSvd<Scalar>(Y, result.U, result.S, W);
-    result.V.noalias() = Q * W;
+    gemm(result.V, Q, W);
   } else {
     // m >= n and n == q: basis Q (m x q) of the column space.
     Matrix omega(n, q);
@@ -119,7 +120,7 @@ linalg::RandomizedSVDResult<Scalar> randomizedSVDStored(const StridedView<Scalar
     timesAt(Q, X);  // B^T = A^T Q (n x q), B = Q^T A
     Matrix Ub;
     tallThinSvd<Scalar>(X, result.V, result.S, Ub);
-    result.U.noalias() = Q * Ub;
+    gemm(result.U, Q, Ub);
   }
   normalizeSigns<Scalar>(result.U, result.V);
   return result;

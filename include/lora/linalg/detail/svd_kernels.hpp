@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "lora/detail/eigen.hpp"
+#include "lora/detail/gemm.hpp"
 
 #include "lora/linalg/dense_svd.hpp"
 #include "lora/linalg/householder_qr.hpp"
@@ -71,16 +72,16 @@ struct OrientedView {
   /// out = A · in
   void times(Out out, const In& in) const {
     if (transposed)
-      out.noalias() = S.transpose() * in;
+      gemm(out, S.transpose(), in);
     else
-      out.noalias() = S * in;
+      gemm(out, S, in);
   }
   /// out = A^T · in
   void timesTransposed(Out out, const In& in) const {
     if (transposed)
-      out.noalias() = S * in;
+      gemm(out, S, in);
     else
-      out.noalias() = S.transpose() * in;
+      gemm(out, S.transpose(), in);
   }
   /// A as a matrix of its own.
   DenseMatrix<Scalar> dense() const {
@@ -133,13 +134,13 @@ void gram(const Eigen::MatrixBase<Derived>& X, DenseMatrix<typename Derived::Sca
   G.resize(r, r);
   const int threads = static_cast<int>(std::min<Eigen::Index>(lora::numThreads(), r / 8));
   if (threads <= 1 || X.rows() * r * r < (Eigen::Index{1} << 20)) {
-    G.noalias() = X.transpose() * X;
+    gemm(G, X.transpose(), X);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int t = 0; t < threads; ++t) {
     const Eigen::Index begin = r * t / threads, end = r * (t + 1) / threads;
-    G.middleCols(begin, end - begin).noalias() = X.transpose() * X.middleCols(begin, end - begin);
+    gemm(G.middleCols(begin, end - begin), X.transpose(), X.middleCols(begin, end - begin));
   }
 }
 
@@ -195,19 +196,19 @@ void orthonormalizeAgainst(const Eigen::MatrixBase<DerivedK>& K, DenseMatrix<Sca
   const Scalar eps = std::numeric_limits<Scalar>::epsilon();
   const Scalar threshold = Scalar(4) * eps * std::sqrt(static_cast<Scalar>(n));
   if (K.cols() > 0) {
-    for (int pass = 0; pass < 2; ++pass) X.noalias() -= K * (K.transpose() * X);
+    for (int pass = 0; pass < 2; ++pass) gemmSub(X, K, product(K.transpose(), X));
   }
   orthonormalizeColumns(X);
   if (K.cols() == 0) return;
   for (int attempt = 0; attempt < 4; ++attempt) {
-    const DenseMatrix<Scalar> C = K.transpose() * X;
+    const DenseMatrix<Scalar> C = product(K.transpose(), X);
     if (C.cwiseAbs().maxCoeff() <= threshold) return;
-    X.noalias() -= K * C;
+    gemmSub(X, K, C);
     for (Eigen::Index j = 0; j < X.cols(); ++j) {
       if (X.col(j).norm() >= Scalar(0.5)) continue;
       DenseVector<Scalar> fresh(n);
       fillNormal(fresh, rng, 0.0, 1.0);
-      for (int pass = 0; pass < 2; ++pass) fresh.noalias() -= K * (K.transpose() * fresh);
+      for (int pass = 0; pass < 2; ++pass) gemmSub(fresh, K, product(K.transpose(), fresh));
       X.col(j) = fresh / fresh.norm();
     }
     orthonormalizeColumns(X);
