@@ -1,16 +1,17 @@
 #pragma once
 /// \file gemm.hpp
 /// \brief Matrix products through one compiled function per Scalar: `gemm(C, L, R)` is
-/// `C.noalias() = L * R`, `gemmAdd(C, L, R)` is `C.noalias() += L * R`, `product(L, R)` a new
-/// matrix L · R.
+/// `C.noalias() = L * R`, `gemmAdd(C, L, R)` is `C.noalias() += L * R`, `gemmSub(C, L, R)` is
+/// `C.noalias() -= L * R`, `product(L, R)` a new matrix L · R (each with an optional alpha: the
+/// product of alpha · L and R). C must not share memory with L or R.
 ///
-/// Eigen compiles its product glue (the GEMM driver, its OpenMP region, the small-size lazy
-/// product) once per combination of operand and destination types: `A * B.transpose()`,
+/// Eigen compiles its product glue (the GEMM driver, its OpenMP region, the coefficient-based loop
+/// for small sizes) once per combination of operand and destination types: `A * B.transpose()`,
 /// `A.topRows(k) * B` and `Map * Ref` are three instantiations, about 0.6 s of compile time each
 /// per translation unit (docs/development.md). Here every operand is first viewed as a
 /// column-major strided map, transposed or not, so all products of a Scalar share four
 /// instantiations, compiled once in liblorapp (src/detail/eigen_kernels.cpp). The arithmetic is
-/// Eigen's own product on the same storage, so results are those of the expression they replace.
+/// Eigen's own product on the same storage (see gemmStrided for where it is bit for bit).
 /// Operands without unit-stride storage (expressions, a row of a column-major matrix) are
 /// evaluated into a temporary first, as Eigen does for them inside a product.
 
