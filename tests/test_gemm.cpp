@@ -2,7 +2,9 @@
 // double, and bit for bit against Eigen's own expression on column-major operands wherever Eigen
 // runs its GEMM or GEMV driver (rows + cols + depth >= 20; below, Eigen's coefficient-based loop
 // sums in an order that depends on the destination's type).
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include <gtest/gtest.h>
 
@@ -19,8 +21,8 @@ template <typename Scalar>
 using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// L · R summed in long double, then rounded once.
-template <typename Scalar, typename L, typename R>
-Mat<Scalar> naiveProduct(const L& lhs, const R& rhs) {
+template <typename Scalar>
+Mat<Scalar> naiveProduct(const Mat<Scalar>& lhs, const Mat<Scalar>& rhs) {
   Mat<Scalar> out(lhs.rows(), rhs.cols());
   for (Index i = 0; i < lhs.rows(); ++i)
     for (Index j = 0; j < rhs.cols(); ++j) {
@@ -32,14 +34,15 @@ Mat<Scalar> naiveProduct(const L& lhs, const R& rhs) {
   return out;
 }
 
-/// |got - want| within a few roundings of each entry's dot product of magnitudes.
-template <typename Scalar, typename L, typename R>
-void expectProduct(const Mat<Scalar>& got, const L& lhs, const R& rhs) {
+/// |got - want| within a few roundings of each entry's dot product of magnitudes. The operands
+/// are copied into plain matrices: the reference never goes through the code under test.
+template <typename Scalar>
+void expectProduct(const Mat<Scalar>& got, const std::type_identity_t<Mat<Scalar>>& lhs,
+                   const std::type_identity_t<Mat<Scalar>>& rhs) {
   ASSERT_EQ(got.rows(), lhs.rows());
   ASSERT_EQ(got.cols(), rhs.cols());
   const Mat<Scalar> want = naiveProduct<Scalar>(lhs, rhs);
-  const Mat<Scalar> bound =
-      naiveProduct<Scalar>(Mat<Scalar>(lhs.cwiseAbs()), Mat<Scalar>(rhs.cwiseAbs()));
+  const Mat<Scalar> bound = naiveProduct<Scalar>(lhs.cwiseAbs(), rhs.cwiseAbs());
   const double eps = static_cast<double>(Eigen::NumTraits<Scalar>::epsilon());
   for (Index i = 0; i < got.rows(); ++i)
     for (Index j = 0; j < got.cols(); ++j)
